@@ -1,0 +1,316 @@
+"""Framing: where the next frame of each family ends in a byte stream, and the size limits.
+
+A splitter looks at the bytes buffered so far, which always start where the previous frame ended,
+and answers with a `Cut` (a frame, or junk to skip and report) or None ("need more data"). It
+never decodes: the family modules only ever see one complete frame. The `Mode` says how much may
+still arrive, which matters where a family has no reliable end marker (GT06 frames with a wrong
+length byte, H02 binary records, GPS103 text without its `;`).
+
+Limits: a splitter never asks to keep more than its family's `MAX_FRAME` bytes buffered. Past
+that it cuts the buffer as junk, so a peer streaming bytes without a terminator costs bounded
+memory, and since each call rescans at most `MAX_FRAME` bytes with C-speed `bytes.find`, a
+peer trickling one byte at a time costs bounded work too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .codec import crc_itu, is_bcd, jt808_unescape
+from .errors import FrameError
+from .messages import Protocol
+
+#: JT808: header (at most 17 bytes in the 2019 form, +4 when sub-packaged), body (the length
+#: field has 10 bits: at most 1023 bytes) and checksum, every byte possibly escaped to two,
+#: plus the two flags.
+MAX_JT808 = 2 * (17 + 4 + 1023 + 1) + 2
+#: GT06: 0x7979 has a 16-bit length, but the largest real frames (info 0x94, Wi-Fi lists) stay
+#: under 300 bytes (gt06.jsonl); 4 KiB leaves room for long command replies and still stops a
+#: peer that announces 64 KiB.
+MAX_GT06 = 4096
+#: H02 text frames are under 200 bytes in every capture; binary records are 32 to 48 bytes.
+MAX_H02 = 1024
+#: GPS103: "vr" photo/voice lines carry hex data (1049 bytes in gps103.jsonl).
+MAX_GPS103 = 4096
+#: Watch: positions are short, but voice and picture uploads are longer; we do not decode
+#: those and skip anything bigger.
+MAX_WATCH = 16384
+
+MAX_FRAME: dict[Protocol, int] = {
+    Protocol.JT808: MAX_JT808,
+    Protocol.GT06: MAX_GT06,
+    Protocol.H02: MAX_H02,
+    Protocol.GPS103: MAX_GPS103,
+    Protocol.WATCH: MAX_WATCH,
+}
+
+#: Largest junk run reported in one piece. Junk is skipped up to the next plausible frame
+#: start; reporting it in bounded pieces keeps log lines and memory small.
+MAX_JUNK_REPORT = 64
+
+
+class Mode(IntEnum):
+    """How much more data may still arrive after the buffered bytes."""
+
+    #: more may arrive at any moment: wait where in doubt
+    STREAM = 0
+    #: the peer has gone quiet (see `session.IDLE_FLUSH_SECONDS`): resolve doubts that only
+    #: more data could settle, but keep a frame that is plainly incomplete
+    IDLE = 1
+    #: nothing more will arrive (end of a UDP datagram, or the connection closed)
+    FINAL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The splitter's answer: the next `length` bytes are a frame, or junk to skip.
+
+    `reason` is None for a frame; for junk it says why (an empty string means a silent skip,
+    such as the CR LF some firmware sends after a text frame). `payload` carries work the
+    splitter already did, such as JT808 un-escaping, so the decoder need not repeat it.
+    """
+
+    length: int
+    reason: str | None = None
+    payload: bytes | None = None
+
+    @property
+    def is_frame(self) -> bool:
+        """Tell whether the cut bytes are a frame (else junk)."""
+        return self.reason is None
+
+
+Splitter = Callable[[bytes, Mode], Cut | None]
+
+
+def _junk(length: int, reason: str) -> Cut:
+    return Cut(max(1, length), reason)
+
+
+def _skip_to(buf: bytes, starts: tuple[bytes, ...], reason: str) -> Cut:
+    """Junk from the beginning of `buf` up to the first of `starts` (or all of it)."""
+    found = [index for start in starts if (index := buf.find(start, 1)) > 0]
+    return _junk(min(found) if found else len(buf), reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# JT/T 808: 7E ... 7E, escaped (protocols.md §3.1)
+# ---------------------------------------------------------------------------------------------
+
+
+def _jt808_expected_length(payload: bytes) -> int | None:
+    """Unescaped frame length that the header announces, or None when too short to tell."""
+    if len(payload) < 4:
+        return None
+    attributes = int.from_bytes(payload[2:4], "big")
+    header = 12
+    if attributes & 0x4000:  # 2019 header: version byte and a 10-byte terminal id
+        header += 5
+    if attributes & 0x2000:  # sub-packaged: packet count and index
+        header += 4
+    return header + (attributes & 0x3FF) + 1
+
+
+def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the next JT808 frame (flags included) or the junk before it."""
+    first = buf[0]
+    if first == 0x28:  # "(": vendor ASCII frames that traccar accepts on the JT808 port
+        end = buf.find(b")")
+        if end > 0:
+            return Cut(end + 1)
+        return _incomplete(buf, mode, MAX_JT808, (b"\x7e", b"("))
+    if first != 0x7E:
+        return _skip_to(buf, (b"\x7e", b"("), "bytes before a JT808 frame start")
+    end = buf.find(b"\x7e", 1)
+    if end < 0:
+        return _incomplete(buf, mode, MAX_JT808, ())
+    if end == 1:
+        # "7E 7E": the first flag ended a frame we never saw (we joined mid-stream).
+        return Cut(1, "")
+    try:
+        payload = jt808_unescape(buf[1:end])
+    except FrameError as err:
+        return Cut(end, err.reason)
+    expected = _jt808_expected_length(payload)
+    if expected is None or len(payload) < 13:
+        # Too short for any header: junk, but the closing flag may open the next frame.
+        return Cut(end, "JT808 frame too short")
+    if len(payload) < expected:
+        # Some firmware sends a raw 7E inside the body. Accept a later flag when it makes the
+        # length field exact; otherwise stop at the first flag, as traccar does.
+        later = end
+        while (later := buf.find(b"\x7e", later + 1)) > 0:
+            try:
+                candidate = jt808_unescape(buf[1:later])
+            except FrameError:
+                break
+            if len(candidate) == expected:
+                return Cut(later + 1, None, candidate)
+            if len(candidate) > expected:
+                break
+    return Cut(end + 1, None, payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# GT06 / Concox: 78 78 | len | ... | CRC | 0D 0A, or 79 79 with a 16-bit length (protocols.md §5.1)
+# ---------------------------------------------------------------------------------------------
+
+_GT06_STARTS = (b"\x78\x78", b"\x79\x79")
+
+
+def _gt06_crc_ok(frame: bytes, long_form: bool) -> bool:
+    """Check the CRC of a candidate frame that ends in 0D 0A."""
+    if len(frame) < (10 if long_form else 9):
+        return False
+    return crc_itu(frame[2:-4]) == int.from_bytes(frame[-4:-2], "big")
+
+
+def split_gt06(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the next GT06 frame: by its length field, else by CRC, else at the next 0D 0A."""
+    if buf[:2] not in _GT06_STARTS:
+        if len(buf) == 1 and buf in (b"\x78", b"\x79") and mode is Mode.STREAM:
+            return None
+        return _skip_to(buf, _GT06_STARTS, "bytes before a GT06 frame start")
+    long_form = buf[0] == 0x79
+    header = 4 if long_form else 3
+    if len(buf) < header:
+        return _incomplete(buf, mode, MAX_GT06, _GT06_STARTS)
+    declared = int.from_bytes(buf[2:header], "big") + header + 2
+    if declared > MAX_GT06:
+        return _skip_to(buf, _GT06_STARTS, "GT06 length field over the frame size limit")
+    # 1. The length field, when it ends on 0D 0A: the normal case.
+    if len(buf) >= declared and buf[declared - 2 : declared] == b"\r\n":
+        return Cut(declared)
+    # 2. Some firmware sends a wrong length byte (0x69/0x17 Wi-Fi frames send the AP count
+    #    there). Content is binary and may contain 0D 0A, so a terminator is trusted only when
+    #    the CRC before it matches or a frame start follows it; failing both, only once the peer
+    #    has gone quiet (the first one, as traccar does).
+    first_end = buf.find(b"\r\n", header + 1)
+    end = first_end
+    while end > 0:
+        if _gt06_crc_ok(buf[: end + 2], long_form) or buf[end + 2 : end + 4] in _GT06_STARTS:
+            return Cut(end + 2)
+        end = buf.find(b"\r\n", end + 1)
+    if first_end > 0 and mode is not Mode.STREAM:
+        return Cut(first_end + 2)
+    if first_end < 0 and mode is Mode.FINAL and len(buf) >= 5:
+        # A truncated last frame (no 0D 0A at all): decode what there is; the CRC flags it.
+        return Cut(len(buf))
+    return _incomplete(buf, mode, MAX_GT06, _GT06_STARTS)
+
+
+# ---------------------------------------------------------------------------------------------
+# H02: "*XX,...#" text and "$" binary records, interleaved (protocols.md §4)
+# ---------------------------------------------------------------------------------------------
+
+#: Binary record sizes seen in h02.jsonl: 32 (10-digit id), 42 (IMEI), 45, 46 and 48 (with
+#: cell or extra data). Tried shortest first.
+H02_BINARY_LENGTHS = (32, 42, 45, 46, 48)
+_H02_STARTS = (b"*", b"$")
+
+
+def _h02_is_start(buf: bytes, index: int) -> bool:
+    return index < len(buf) and buf[index] in b"*$"
+
+
+def split_h02(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the next H02 text frame (up to `#`) or binary record."""
+    first = buf[0]
+    if first in b"\r\n":
+        run = len(buf) - len(buf.lstrip(b"\r\n"))
+        return Cut(run, "")
+    if first == 0x2A:  # "*"
+        end = buf.find(b"#")
+        if end > 0:
+            return Cut(end + 1)
+        return _incomplete(buf, mode, MAX_H02, _H02_STARTS)
+    if first == 0x24:  # "$"
+        if len(buf) < 12:
+            if mode is Mode.FINAL:
+                return _junk(len(buf), "incomplete H02 binary record")
+            return None
+        if not is_bcd(buf[1:6]):
+            return _skip_to(buf, _H02_STARTS, "H02 binary record with a non-BCD device id")
+        if mode is not Mode.STREAM and len(buf) in H02_BINARY_LENGTHS:
+            return Cut(len(buf))
+        for length in H02_BINARY_LENGTHS:
+            if _h02_is_start(buf, length):
+                return Cut(length)
+        # No record boundary is confirmed by a following frame start: fall back to the
+        # 32-byte layout (traccar's default) once waiting cannot tell more.
+        if len(buf) >= 32 and (len(buf) > H02_BINARY_LENGTHS[-1] or mode is not Mode.STREAM):
+            return Cut(32)
+        if mode is Mode.FINAL:
+            return _junk(len(buf), "incomplete H02 binary record")
+        return None
+    return _skip_to(buf, _H02_STARTS, "bytes before an H02 frame start")
+
+
+# ---------------------------------------------------------------------------------------------
+# GPS103: "imei:...;" text, "##,imei:...,A;" login, bare IMEI heartbeat (protocols.md §6.1)
+# ---------------------------------------------------------------------------------------------
+
+_GPS103_ENDS = b";\r\n*"
+
+
+def split_gps103(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the next GPS103 message at `;`, CR, LF or `*` (and a bare IMEI glued to a report)."""
+    first = buf[0]
+    if first in _GPS103_ENDS:
+        run = len(buf) - len(buf.lstrip(_GPS103_ENDS))
+        return Cut(run, "")
+    if 0x30 <= first <= 0x39:
+        # A bare IMEI heartbeat, possibly glued to the next report (`359...322imei:...`).
+        glued = buf.find(b"imei:")
+        digits = len(buf) - len(buf.lstrip(b"0123456789"))
+        if 0 < glued == digits:
+            return Cut(glued)
+    end = min((i for i in (buf.find(bytes([c])) for c in _GPS103_ENDS) if i >= 0), default=-1)
+    if end >= 0:
+        return Cut(end + 1 if buf[end] in b";*" else end)
+    if mode is not Mode.STREAM and len(buf) <= MAX_GPS103:
+        # traccar's captures often omit the trailing `;`: a quiet peer has finished its line.
+        return Cut(len(buf))
+    return _incomplete(buf, mode, MAX_GPS103, ())
+
+
+# ---------------------------------------------------------------------------------------------
+# Watch: "[XX*ID*LLLL*content]" (protocols.md §7)
+# ---------------------------------------------------------------------------------------------
+
+
+def split_watch(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the next Watch frame, from `[` to `]`."""
+    if buf[0] != 0x5B:
+        if buf[0] in b"\r\n":
+            return Cut(len(buf) - len(buf.lstrip(b"\r\n")), "")
+        return _skip_to(buf, (b"[",), "bytes before a Watch frame start")
+    end = buf.find(b"]")
+    if end > 0:
+        return Cut(end + 1)
+    return _incomplete(buf, mode, MAX_WATCH, (b"[",))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _incomplete(buf: bytes, mode: Mode, limit: int, starts: tuple[bytes, ...]) -> Cut | None:
+    """Wait for more data, or give up on the buffered bytes when waiting cannot help."""
+    if len(buf) > limit:
+        return _skip_to(buf, starts, "frame over the size limit") if starts else _junk(
+            len(buf), "frame over the size limit"
+        )
+    if mode is Mode.FINAL:
+        return _junk(len(buf), "incomplete frame")
+    return None
+
+
+SPLITTERS: dict[Protocol, Splitter] = {
+    Protocol.JT808: split_jt808,
+    Protocol.GT06: split_gt06,
+    Protocol.H02: split_h02,
+    Protocol.GPS103: split_gps103,
+    Protocol.WATCH: split_watch,
+}

@@ -1,0 +1,217 @@
+"""A tracker session, sans I/O: bytes in, decoded messages with their replies (or skips) out.
+
+One `Session` per TCP connection, or per UDP peer in datagram mode. It owns what survives
+between frames: the buffered tail, the detected family (latched for a TCP connection, detected
+per datagram for UDP), the `Context` the decoders share (login identity, JT808 serials and time
+offset) and the counters shown in diagnostics. The caller supplies every byte and the clock;
+nothing here reads a socket or the time.
+
+    items = session.feed(chunk, now)      # Decoded(message, ack) and Skipped(reason, raw)
+    items = session.flush(now)            # the peer went quiet for IDLE_FLUSH_SECONDS
+    items = session.close(now)            # the peer closed: leftovers are decoded or reported
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+import logging
+
+from . import gps103, gt06, h02, jt808, watch
+from .commands import Command, CommandOutcome, EncodedCommand
+from .context import JT808_DEFAULT_OFFSET, Context, Family
+from .detect import detect
+from .errors import CommandError, FrameError
+from .framing import MAX_FRAME, SPLITTERS, Mode
+from .messages import Message, Protocol
+
+_LOGGER = logging.getLogger(__name__)
+
+FAMILIES: dict[Protocol, Family] = {
+    Protocol.JT808: jt808.FAMILY,
+    Protocol.GT06: gt06.FAMILY,
+    Protocol.H02: h02.FAMILY,
+    Protocol.GPS103: gps103.FAMILY,
+    Protocol.WATCH: watch.FAMILY,
+}
+
+#: After this long without new bytes, a buffered tail that only more data could settle (a GT06
+#: frame with a wrong length byte, an H02 binary record, a GPS103 line without `;`) is decoded
+#: on what there is. TCP segments of one frame arrive within milliseconds, even over GPRS.
+IDLE_FLUSH_SECONDS = 2.0
+
+#: Bytes kept before detection when nothing looks like a frame start yet.
+_MAX_UNDETECTED = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded message, and the bytes to send back at once (None when no reply is due)."""
+
+    message: Message
+    ack: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Bytes that were not a usable frame, and why (for a rate-limited log line)."""
+
+    reason: str
+    raw: bytes
+    protocol: Protocol | None = None
+
+
+type Item = Decoded | Skipped
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters for diagnostics."""
+
+    bytes_in: int = 0
+    frames: int = 0
+    messages: int = 0
+    skipped: int = 0
+    junk_bytes: int = 0
+    checksum_failures: int = 0
+    decoder_errors: int = 0
+
+
+class Session:
+    """Decode one connection's (or one UDP peer's) byte stream."""
+
+    def __init__(
+        self,
+        *,
+        datagram: bool = False,
+        protocol: Protocol | None = None,
+        jt808_utc_offset: timedelta = JT808_DEFAULT_OFFSET,
+    ) -> None:
+        """Start a session; `datagram` decodes each `feed` on its own (UDP)."""
+        self.datagram = datagram
+        self.protocol = protocol
+        self.context = Context(jt808_utc_offset=jt808_utc_offset)
+        self.stats = SessionStats()
+        self._buffer = b""
+        self._latched = protocol is not None
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def device_id(self) -> str | None:
+        """Identity the device reported (or logged in with), None before its first report."""
+        return self.context.device_id
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting for the rest of their frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes, now: datetime) -> list[Item]:
+        """Take the next bytes of the stream (or one whole datagram) and decode what is complete."""
+        self.stats.bytes_in += len(data)
+        self.context.now = now
+        if self.datagram:
+            # Each datagram stands alone: its own detection, nothing carried to the next.
+            self._buffer = b""
+            if not self._latched:
+                self.protocol = None
+            return self._run(data, Mode.FINAL)
+        buffered = self._buffer + data if self._buffer else data
+        return self._run(buffered, Mode.STREAM)
+
+    def flush(self, now: datetime) -> list[Item]:
+        """Decode a tail that waited for data that did not come (call after a quiet period)."""
+        if not self._buffer:
+            return []
+        self.context.now = now
+        return self._run(self._buffer, Mode.IDLE)
+
+    def close(self, now: datetime) -> list[Item]:
+        """End of stream: decode what can be decoded and report the rest."""
+        if not self._buffer:
+            return []
+        self.context.now = now
+        return self._run(self._buffer, Mode.FINAL)
+
+    def encode_command(self, command: Command, now: datetime) -> EncodedCommand:
+        """Encode `command` for this session's device; raises CommandError when impossible."""
+        if self.protocol is None or self.context.device_id is None:
+            raise CommandError("the device has not identified itself yet")
+        self.context.now = now
+        return FAMILIES[self.protocol].encode_command(command, self.context)
+
+    def command_outcome(
+        self, command: Command, sent: EncodedCommand, message: Message
+    ) -> CommandOutcome | None:
+        """Tell whether `message` answers `sent`, and what it says."""
+        if message.protocol is not self.protocol:
+            return None
+        return FAMILIES[message.protocol].command_outcome(command, sent, message)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _run(self, buf: bytes, mode: Mode) -> list[Item]:
+        items: list[Item] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            view = buf[pos:] if pos else buf
+            if self.protocol is None:
+                found = detect(view, final=mode is not Mode.STREAM)
+                if found.skip:
+                    self._junk(items, view[: found.skip], "bytes before any known frame start")
+                    pos += found.skip
+                    continue
+                if found.protocol is None:
+                    if mode is Mode.STREAM and found.need_more and len(view) <= _MAX_UNDETECTED:
+                        break
+                    self._junk(items, view, "bytes before any known frame start")
+                    pos = end
+                    break
+                self.protocol = found.protocol
+                self._latched = not self.datagram
+            cut = SPLITTERS[self.protocol](view, mode)
+            if cut is None:
+                break
+            chunk = view[: cut.length]
+            pos += cut.length
+            if cut.is_frame:
+                self._decode(items, chunk, cut.payload)
+            elif cut.reason:
+                self._junk(items, chunk, cut.reason)
+        self._buffer = buf[pos:] if pos < end else b""
+        if len(self._buffer) > MAX_FRAME.get(self.protocol or Protocol.JT808, 0) + 1:
+            # Splitters never ask to keep more than a frame; this guards the invariant.
+            self._junk(items, self._buffer, "buffer over the frame size limit")
+            self._buffer = b""
+        return items
+
+    def _junk(self, items: list[Item], raw: bytes, reason: str) -> None:
+        self.stats.skipped += 1
+        self.stats.junk_bytes += len(raw)
+        items.append(Skipped(reason, raw, self.protocol))
+
+    def _decode(self, items: list[Item], frame: bytes, payload: bytes | None) -> None:
+        assert self.protocol is not None
+        self.stats.frames += 1
+        try:
+            result = FAMILIES[self.protocol].decode(frame, self.context, payload)
+        except FrameError as err:
+            self.stats.skipped += 1
+            items.append(Skipped(err.reason, frame, self.protocol))
+            return
+        except Exception as err:  # noqa: BLE001 - one frame's decoder bug must not end a session
+            self.stats.decoder_errors += 1
+            _LOGGER.debug("Decoder error on %s frame %s", self.protocol, frame.hex(), exc_info=True)
+            items.append(Skipped(f"decoder error: {err!r}", frame, self.protocol))
+            return
+        ack = result.ack
+        if any(message.checksum_ok is False for message in result.messages[:1]):
+            self.stats.checksum_failures += 1
+        for message in result.messages:
+            self.stats.messages += 1
+            if message.device_id and message.device_id != self.context.device_id:
+                self.context.device_id = message.device_id
+            items.append(Decoded(message, ack))
+            ack = None
