@@ -81,7 +81,8 @@ def make_utc(
     try:
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as err:
-        raise FrameError(f"invalid date/time {year}-{month}-{day} {hour}:{minute}:{second}") from err
+        stamp = f"{year}-{month}-{day} {hour}:{minute}:{second}"
+        raise FrameError(f"invalid date/time {stamp}") from err
 
 
 def nmea_degrees(value: str, hemisphere: str = "") -> float:

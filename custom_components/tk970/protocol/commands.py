@@ -59,7 +59,7 @@ RELAY_DIALECTS: dict[Protocol, tuple[RelayDialect, ...]] = {
 }
 
 #: Default password for the GT06 `DYD` dialect (traccar `gt06.alternative`, vendor default).
-DEFAULT_DYD_PASSWORD = "123456"
+DEFAULT_DYD_PASSWORD = "123456"  # noqa: S105 - a documented factory default, not a secret
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,8 +51,7 @@ class Context:
         return serial
 
 
-@dataclass(frozen=True, slots=True)
-class FrameResult:
+class FrameResult(NamedTuple):
     """What one frame decodes to: zero or more messages (a batch gives several) and the reply.
 
     `ack` is the exact bytes to send back at once, or None when nothing is due.

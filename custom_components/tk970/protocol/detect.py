@@ -44,7 +44,7 @@ class Detection:
     need_more: bool = False
 
 
-def _match_at(buf: bytes, index: int, final: bool) -> Protocol | None | bool:
+def _match_at(buf: bytes, index: int, final: bool) -> Protocol | bool:
     """Family starting at `index`; False when it cannot be one; True when more bytes are needed."""
     rest = buf[index : index + 48]
     first = rest[0]

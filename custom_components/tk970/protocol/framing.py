@@ -15,8 +15,8 @@ peer trickling one byte at a time costs bounded work too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from .codec import crc_itu, is_bcd, jt808_unescape
 from .errors import FrameError
@@ -63,8 +63,7 @@ class Mode(IntEnum):
     FINAL = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Cut:
+class Cut(NamedTuple):
     """The splitter's answer: the next `length` bytes are a frame, or junk to skip.
 
     `reason` is None for a frame; for junk it says why (an empty string means a silent skip,

@@ -8,7 +8,7 @@ nothing here reads a socket or the time.
 
     items = session.feed(chunk, now)      # Decoded(message, ack) and Skipped(reason, raw)
     items = session.flush(now)            # the peer went quiet for IDLE_FLUSH_SECONDS
-    items = session.close(now)            # the peer closed: leftovers are decoded or reported
+    items = session.close(now)            # the peer closed: an incomplete rest is reported
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 import logging
+from typing import NamedTuple
 
 from . import gps103, gt06, h02, jt808, watch
 from .commands import Command, CommandOutcome, EncodedCommand
@@ -44,16 +45,14 @@ IDLE_FLUSH_SECONDS = 2.0
 _MAX_UNDETECTED = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
     """A decoded message, and the bytes to send back at once (None when no reply is due)."""
 
     message: Message
     ack: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Skipped:
+class Skipped(NamedTuple):
     """Bytes that were not a usable frame, and why (for a rate-limited log line)."""
 
     reason: str
@@ -128,11 +127,12 @@ class Session:
         return self._run(self._buffer, Mode.IDLE)
 
     def close(self, now: datetime) -> list[Item]:
-        """End of stream: decode what can be decoded and report the rest."""
-        if not self._buffer:
-            return []
-        self.context.now = now
-        return self._run(self._buffer, Mode.FINAL)
+        """End of stream: decode what the quiet peer finished, report an incomplete rest."""
+        items = self.flush(now)
+        if self._buffer:
+            self._junk(items, self._buffer, "incomplete frame at the end of the stream")
+            self._buffer = b""
+        return items
 
     def encode_command(self, command: Command, now: datetime) -> EncodedCommand:
         """Encode `command` for this session's device; raises CommandError when impossible."""
@@ -201,7 +201,7 @@ class Session:
             self.stats.skipped += 1
             items.append(Skipped(err.reason, frame, self.protocol))
             return
-        except Exception as err:  # noqa: BLE001 - one frame's decoder bug must not end a session
+        except Exception as err:  # one frame's decoder bug must not end the session
             self.stats.decoder_errors += 1
             _LOGGER.debug("Decoder error on %s frame %s", self.protocol, frame.hex(), exc_info=True)
             items.append(Skipped(f"decoder error: {err!r}", frame, self.protocol))

@@ -1,0 +1,26 @@
+"""Test configuration shared by every test: Home Assistant test plugin settings, Hypothesis profile."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+import pytest
+
+# Import the repository's package before Home Assistant's loader looks for custom integrations:
+# otherwise the test plugin's own testing_config/custom_components wins and tk970 is not found.
+import custom_components.tk970  # noqa: F401
+
+settings.register_profile(
+    "ci",
+    max_examples=int(os.environ.get("TK970_FUZZ_EXAMPLES", "2000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load integrations from custom_components in every test."""
