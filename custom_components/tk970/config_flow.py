@@ -1,0 +1,252 @@
+"""Config flow: add a tracker by IMEI, accept a discovered one, reconfigure, set options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.config_entries import (
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+
+from . import vol
+from .const import (
+    CONF_ALARM_HOLD,
+    CONF_IMEI,
+    CONF_NAME,
+    CONF_PORT,
+    CONF_RELAY_DIALECT,
+    CONF_RELAY_MAX_SPEED,
+    CONF_RELAY_PASSWORD,
+    DEFAULT_ALARM_HOLD,
+    DEFAULT_PORT,
+    DEFAULT_RELAY_MAX_SPEED,
+    DIALECT_AUTO,
+    DOMAIN,
+)
+from .coordinator import TK970ConfigEntry
+from .protocol import RelayDialect
+
+IMEI_LENGTH = 15
+MIN_ID_LENGTH = 10
+MAX_ID_LENGTH = 20
+
+PORT_SELECTOR = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+
+
+def luhn_ok(digits: str) -> bool:
+    """Check an IMEI's Luhn check digit."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def validate_identity(value: str) -> tuple[str, str | None]:
+    """Normalise what the user typed; return (digits, error key or None)."""
+    digits = "".join(value.split()).replace("-", "")
+    if not digits.isdigit() or not MIN_ID_LENGTH <= len(digits) <= MAX_ID_LENGTH:
+        return digits, "invalid_imei"
+    if len(digits) == IMEI_LENGTH and not luhn_ok(digits):
+        return digits, "imei_checksum"
+    return digits, None
+
+
+def _title(name: str | None, identity: str) -> str:
+    return name or f"TK970 {identity}"
+
+
+class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add one tracker per entry."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        """Remember what discovery found."""
+        self._discovered: dict[str, Any] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: TK970ConfigEntry) -> TK970OptionsFlow:
+        """Options: alarm hold time and relay settings."""
+        return TK970OptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the IMEI (or the id the tracker reports), a name and the port."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            identity, error = validate_identity(str(user_input[CONF_IMEI]))
+            port = int(user_input.get(CONF_PORT, DEFAULT_PORT))
+            if error:
+                errors[CONF_IMEI] = error
+            elif not 1 <= port <= 65535:
+                errors[CONF_PORT] = "invalid_port"
+            else:
+                await self.async_set_unique_id(identity)
+                self._abort_if_unique_id_configured()
+                name = (user_input.get(CONF_NAME) or "").strip() or None
+                return self.async_create_entry(
+                    title=_title(name, identity),
+                    data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
+                )
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_IMEI): TextSelector(),
+                vol.Optional(CONF_NAME): TextSelector(),
+                vol.Optional(CONF_PORT, default=DEFAULT_PORT): vol.All(
+                    PORT_SELECTOR, vol.Coerce(int)
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or {}),
+            errors=errors,
+        )
+
+    async def async_step_integration_discovery(
+        self, discovery_info: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """An unknown tracker connected: offer it, never add it on its own."""
+        identity = str(discovery_info[CONF_IMEI])
+        await self.async_set_unique_id(identity)
+        self._abort_if_unique_id_configured()
+        self._discovered = discovery_info
+        self.context["title_placeholders"] = {
+            "imei": identity,
+            "protocol": str(discovery_info.get("protocol", "?")),
+        }
+        return await self.async_step_discovery_confirm()
+
+    async def async_step_discovery_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask the user whether to add the tracker that connected."""
+        info = self._discovered
+        identity = str(info[CONF_IMEI])
+        if user_input is not None:
+            name = (user_input.get(CONF_NAME) or "").strip() or None
+            return self.async_create_entry(
+                title=_title(name, identity),
+                data={
+                    CONF_IMEI: identity,
+                    CONF_NAME: name,
+                    CONF_PORT: int(info.get(CONF_PORT, DEFAULT_PORT)),
+                },
+            )
+        return self.async_show_form(
+            step_id="discovery_confirm",
+            data_schema=vol.Schema({vol.Optional(CONF_NAME): TextSelector()}),
+            description_placeholders={
+                "imei": identity,
+                "protocol": str(info.get("protocol", "?")),
+                "address": str(info.get("address", "?")),
+                "port": str(info.get(CONF_PORT, DEFAULT_PORT)),
+            },
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the name or the port of a tracker."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            port = int(user_input.get(CONF_PORT, DEFAULT_PORT))
+            if not 1 <= port <= 65535:
+                errors[CONF_PORT] = "invalid_port"
+            else:
+                name = (user_input.get(CONF_NAME) or "").strip() or None
+                return self.async_update_reload_and_abort(
+                    entry,
+                    title=_title(name, entry.data[CONF_IMEI]),
+                    data_updates={CONF_NAME: name, CONF_PORT: port},
+                )
+        schema = vol.Schema(
+            {
+                vol.Optional(CONF_NAME): TextSelector(),
+                vol.Required(CONF_PORT): vol.All(PORT_SELECTOR, vol.Coerce(int)),
+            }
+        )
+        current = {
+            CONF_NAME: entry.data.get(CONF_NAME) or "",
+            CONF_PORT: entry.data.get(CONF_PORT, DEFAULT_PORT),
+        }
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or current),
+            errors=errors,
+            description_placeholders={"imei": entry.data[CONF_IMEI]},
+        )
+
+
+class TK970OptionsFlow(OptionsFlow):
+    """Alarm hold time and relay settings."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show and save the options."""
+        if user_input is not None:
+            return self.async_create_entry(data=user_input)
+        options = self.config_entry.options
+        dialects = [DIALECT_AUTO, *(dialect.value for dialect in RelayDialect)]
+        schema = vol.Schema(
+            {
+                vol.Required(
+                    CONF_ALARM_HOLD, default=options.get(CONF_ALARM_HOLD, DEFAULT_ALARM_HOLD)
+                ): vol.All(
+                    NumberSelector(
+                        NumberSelectorConfig(
+                            min=1, max=1440, step=1, unit_of_measurement="min",
+                            mode=NumberSelectorMode.BOX,
+                        )
+                    ),
+                    vol.Coerce(int),
+                ),
+                vol.Required(
+                    CONF_RELAY_MAX_SPEED,
+                    default=options.get(CONF_RELAY_MAX_SPEED, DEFAULT_RELAY_MAX_SPEED),
+                ): vol.All(
+                    NumberSelector(
+                        NumberSelectorConfig(
+                            min=0, max=250, step=1, unit_of_measurement="km/h",
+                            mode=NumberSelectorMode.BOX,
+                        )
+                    ),
+                    vol.Coerce(int),
+                ),
+                vol.Required(
+                    CONF_RELAY_DIALECT, default=options.get(CONF_RELAY_DIALECT, DIALECT_AUTO)
+                ): SelectSelector(
+                    SelectSelectorConfig(
+                        options=dialects,
+                        translation_key="relay_dialect",
+                        mode=SelectSelectorMode.DROPDOWN,
+                    )
+                ),
+                vol.Optional(
+                    CONF_RELAY_PASSWORD,
+                    description={"suggested_value": options.get(CONF_RELAY_PASSWORD)},
+                ): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD)),
+            }
+        )  # fmt: skip
+        return self.async_show_form(step_id="init", data_schema=schema)

@@ -1,0 +1,44 @@
+"""Constants: the domain, configuration keys and defaults shared by the Home Assistant files."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+from typing import Final
+
+DOMAIN: Final = "tk970"
+LOGGER = logging.getLogger(__package__)
+
+MANUFACTURER: Final = "TK-Star"
+DEFAULT_MODEL: Final = "TK970"
+
+# Config entry data (the user step of interfaces.md §3).
+CONF_IMEI: Final = "imei"
+CONF_NAME: Final = "name"
+CONF_PORT: Final = "port"
+DEFAULT_PORT: Final = 8888
+
+# Options.
+CONF_ALARM_HOLD: Final = "alarm_hold_minutes"
+DEFAULT_ALARM_HOLD: Final = 10
+CONF_RELAY_MAX_SPEED: Final = "relay_max_speed"
+#: Concox firmware itself refuses to cut above 20 km/h (protocols.md §5.7).
+DEFAULT_RELAY_MAX_SPEED: Final = 20
+CONF_RELAY_DIALECT: Final = "relay_dialect"
+DIALECT_AUTO: Final = "auto"
+CONF_RELAY_PASSWORD: Final = "relay_password"  # noqa: S105 - an option key, not a secret
+
+#: How long the relay switch waits for the device to confirm (interfaces.md §3: within 60 s).
+RELAY_TIMEOUT: Final = 30.0
+
+#: Unknown trackers offered at once; more are logged, so made-up IMEIs cannot bury the UI.
+MAX_PENDING_DISCOVERIES: Final = 10
+#: An unknown identity is offered again (if its flow was dismissed) after this long.
+REDISCOVERY_INTERVAL: Final = timedelta(minutes=10)
+
+#: Accuracy shown for fallback positions, in metres.
+ACCURACY_LBS: Final = 1000
+ACCURACY_WIFI: Final = 100
+
+#: The bus event for alarms, which device triggers and the logbook use.
+EVENT_TK970: Final = f"{DOMAIN}_event"

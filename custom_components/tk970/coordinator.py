@@ -1,0 +1,521 @@
+"""Per-tracker state: applies decoded messages, keeps alarms and the relay, survives restarts.
+
+One `TrackerCoordinator` per config entry (per tracker). The hub hands it the messages whose
+identity matches; it folds them into a `TrackerState` that every entity of the device renders.
+It is also the one place that sends the relay command and decides what a confirmation means.
+The state is saved with Home Assistant's `Store`, so a restart brings back the map position,
+the relay and the alarm state, and a replayed alarm is recognised as one already reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    ACCURACY_LBS,
+    ACCURACY_WIFI,
+    CONF_ALARM_HOLD,
+    CONF_IMEI,
+    CONF_RELAY_DIALECT,
+    CONF_RELAY_MAX_SPEED,
+    CONF_RELAY_PASSWORD,
+    DEFAULT_ALARM_HOLD,
+    DEFAULT_MODEL,
+    DEFAULT_RELAY_MAX_SPEED,
+    DIALECT_AUTO,
+    DOMAIN,
+    EVENT_TK970,
+    LOGGER,
+    RELAY_TIMEOUT,
+)
+from .listener import (
+    CommandEncodeError,
+    CommandRejectedError,
+    CommandTimeoutError,
+    Link,
+    NotConnectedError,
+)
+from .protocol import (
+    Alarm,
+    Command,
+    CommandKind,
+    CommandResult,
+    Message,
+    PositionSource,
+    Protocol,
+    RelayDialect,
+)
+from .protocol.commands import DEFAULT_DYD_PASSWORD
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+type TK970ConfigEntry = ConfigEntry[TrackerCoordinator]
+type AlarmListener = Callable[[Alarm, Message], None]
+
+#: Alarms shown as binary sensors (interfaces.md §3); every alarm also fires an event.
+STATE_ALARMS = (Alarm.SOS, Alarm.VIBRATION)
+STORAGE_VERSION = 1
+#: Saving is debounced: a tracker reporting every 10 s must not write the disk every 10 s.
+SAVE_DELAY = 30.0
+
+PROTOCOL_NAMES = {
+    Protocol.JT808: "JT/T 808",
+    Protocol.GT06: "GT06",
+    Protocol.H02: "H02",
+    Protocol.GPS103: "GPS103",
+    Protocol.WATCH: "Watch",
+}
+
+
+@dataclass(slots=True)
+class AlarmState:
+    """A state-like alarm (SOS, vibration): on since when, and the last one reported."""
+
+    on: bool = False
+    #: when it came on, in Home Assistant's clock (the hold time counts from here)
+    since: datetime | None = None
+    #: device time of the newest alarm of this kind already reported (replays are older)
+    last_time: datetime | None = None
+
+
+@dataclass(slots=True)
+class TrackerState:
+    """Everything known about one tracker; what the entities render."""
+
+    protocol: Protocol | None = None
+    reported_id: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    accuracy: int = 0
+    position_source: PositionSource | None = None
+    position_time: datetime | None = None
+    speed_kmh: float | None = None
+    course: float | None = None
+    altitude_m: float | None = None
+    satellites: int | None = None
+    ignition: bool | None = None
+    relay: bool | None = None
+    #: the relay state was set by a command the protocol cannot confirm (GPS103)
+    relay_assumed: bool = False
+    charging: bool | None = None
+    battery_percent: float | None = None
+    battery_voltage: float | None = None
+    power_voltage: float | None = None
+    gsm_signal: int | None = None
+    last_seen: datetime | None = None
+    connected: bool = False
+    transport: str | None = None
+    address: str | None = None
+    alarms: dict[Alarm, AlarmState] = field(
+        default_factory=lambda: {alarm: AlarmState() for alarm in STATE_ALARMS}
+    )
+    #: device time of the newest event per alarm kind, so a replay does not fire again
+    last_alarm_events: dict[Alarm, datetime] = field(default_factory=dict)
+    last_alarm: Alarm | None = None
+    info: dict[str, str] = field(default_factory=dict)
+
+    def as_store(self) -> dict[str, Any]:
+        """JSON-safe snapshot for the Store (connection facts are not kept)."""
+        data = asdict(self)
+        for key in ("connected", "transport", "address"):
+            data.pop(key)
+        data["alarms"] = {
+            alarm.value: {
+                "on": state.on,
+                "since": _iso(state.since),
+                "last_time": _iso(state.last_time),
+            }
+            for alarm, state in self.alarms.items()
+        }
+        data["last_alarm_events"] = {
+            a.value: t.isoformat() for a, t in self.last_alarm_events.items()
+        }
+        for key in ("position_time", "last_seen"):
+            data[key] = _iso(getattr(self, key))
+        return data
+
+    @classmethod
+    def from_store(cls, data: dict[str, Any]) -> TrackerState:
+        """Rebuild from `as_store` output; unknown or malformed values are dropped."""
+        state = cls()
+        simple = {
+            "reported_id", "latitude", "longitude", "accuracy", "speed_kmh", "course",
+            "altitude_m", "satellites", "ignition", "relay", "relay_assumed", "charging",
+            "battery_percent", "battery_voltage", "power_voltage", "gsm_signal",
+        }  # fmt: skip
+        for key in simple:
+            if key in data:
+                setattr(state, key, data[key])
+        state.info = {str(k): str(v) for k, v in (data.get("info") or {}).items()}
+        state.protocol = _enum(Protocol, data.get("protocol"))
+        state.position_source = _enum(PositionSource, data.get("position_source"))
+        state.last_alarm = _enum(Alarm, data.get("last_alarm"))
+        state.position_time = _parse(data.get("position_time"))
+        state.last_seen = _parse(data.get("last_seen"))
+        for name, saved in (data.get("alarms") or {}).items():
+            alarm = _enum(Alarm, name)
+            if alarm in state.alarms and isinstance(saved, dict):
+                state.alarms[alarm] = AlarmState(
+                    bool(saved.get("on")),
+                    _parse(saved.get("since")),
+                    _parse(saved.get("last_time")),
+                )
+        for name, stamp in (data.get("last_alarm_events") or {}).items():
+            alarm, when = _enum(Alarm, name), _parse(stamp)
+            if alarm is not None and when is not None:
+                state.last_alarm_events[alarm] = when
+        return state
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: object) -> datetime | None:
+    return dt_util.parse_datetime(value) if isinstance(value, str) else None
+
+
+def _enum[E: (Protocol, PositionSource, Alarm)](kind: type[E], value: object) -> E | None:
+    try:
+        return kind(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def gnss_accuracy(message: Message) -> int:
+    """A GNSS accuracy estimate in metres: from HDOP when sent, else from the satellite count."""
+    if message.hdop is not None and message.hdop > 0:
+        return max(5, round(message.hdop * 5))
+    satellites = message.satellites
+    if satellites is None:
+        return 25
+    if satellites >= 8:
+        return 10
+    if satellites >= 5:
+        return 20
+    return 50
+
+
+class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
+    """Fold one tracker's messages into its state; send its relay commands."""
+
+    config_entry: TK970ConfigEntry
+
+    def __init__(self, hass: HomeAssistant, entry: TK970ConfigEntry, hub: Hub) -> None:
+        """Start with an empty state; `async_restore` loads the saved one."""
+        super().__init__(hass, LOGGER, config_entry=entry, name=f"{DOMAIN} {entry.data[CONF_IMEI]}")
+        self.identity: str = entry.data[CONF_IMEI]
+        self.hub = hub
+        self.link: Link | None = None
+        self.data = TrackerState()
+        self._store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
+        )
+        self._hold_timers: dict[Alarm, CALLBACK_TYPE] = {}
+        self._relay_busy = False
+        self._alarm_listeners: list[AlarmListener] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def async_restore(self) -> None:
+        """Load the saved state and re-arm the alarm hold timers."""
+        saved = await self._store.async_load()
+        if saved:
+            self.data = TrackerState.from_store(saved)
+        now = dt_util.utcnow()
+        for alarm, state in self.data.alarms.items():
+            if state.on:
+                self._arm_hold(alarm, state, now)
+
+    async def async_shutdown(self) -> None:
+        """Cancel timers and write the state now."""
+        for cancel in self._hold_timers.values():
+            cancel()
+        self._hold_timers.clear()
+        await self._store.async_save(self.data.as_store())
+        await super().async_shutdown()
+
+    @property
+    def hold_time(self) -> timedelta:
+        """How long an alarm sensor stays on without a clearing status."""
+        return timedelta(minutes=self.config_entry.options.get(CONF_ALARM_HOLD, DEFAULT_ALARM_HOLD))
+
+    @property
+    def model(self) -> str:
+        """The model to show: the device's own word where it gave one, with the protocol."""
+        model = self.data.info.get("model") or DEFAULT_MODEL
+        if self.data.protocol is not None:
+            return f"{model} ({PROTOCOL_NAMES[self.data.protocol]})"
+        return model
+
+    # -- from the hub -----------------------------------------------------------------------
+
+    @callback
+    def async_link_changed(self, link: Link | None) -> None:
+        """The device connected (or has a UDP address), or lost its link."""
+        self.link = link
+        state = self.data
+        was = state.connected
+        state.connected = link is not None
+        if link is not None:
+            state.transport = link.transport
+            state.address = link.host
+            state.reported_id = link.identity
+        if was != state.connected:
+            LOGGER.info(
+                "Tracker %s %s",
+                self.identity,
+                f"connected from {link.host} over {link.transport}" if link else "disconnected",
+            )
+        self.async_set_updated_data(state)
+
+    @callback
+    def async_handle_message(self, link: Link, message: Message) -> None:
+        """Apply one decoded message."""
+        if self.link is not link:
+            self.link = link
+            self.data.connected = True
+            self.data.transport = link.transport
+            self.data.address = link.host
+        now = dt_util.utcnow()
+        state = self.data
+        state.last_seen = now
+        state.reported_id = link.identity
+        info_changed = self._apply_info(message)
+        self._apply_values(message)
+        self._apply_position(message)
+        events = self._apply_alarms(message, now)
+        if info_changed:
+            self._update_device()
+        self.async_set_updated_data(state)
+        for alarm in events:
+            self._fire(alarm, message)
+        self._store.async_delay_save(self.data.as_store, SAVE_DELAY)
+
+    def _apply_info(self, message: Message) -> bool:
+        state = self.data
+        changed = state.protocol is not message.protocol
+        state.protocol = message.protocol
+        for key, value in message.info:
+            if state.info.get(key) != value:
+                state.info[key] = value
+                changed = True
+        return changed
+
+    def _apply_values(self, message: Message) -> None:
+        state = self.data
+        if message.historical:
+            return  # a late record says nothing about the device's state now
+        for name in (
+            "ignition", "charging", "battery_percent", "battery_voltage", "power_voltage",
+            "gsm_signal",
+        ):  # fmt: skip
+            value = getattr(message, name)
+            if value is not None:
+                setattr(state, name, value)
+        if message.relay is not None:
+            state.relay = message.relay
+            state.relay_assumed = False
+
+    def _apply_position(self, message: Message) -> None:
+        """Move the tracker only for a usable fix that is newer than the one shown."""
+        state = self.data
+        if message.latitude is None or message.longitude is None:
+            return
+        source = message.position_source or PositionSource.GNSS
+        usable = message.valid is True or source is not PositionSource.GNSS
+        if not usable or (message.latitude == 0 and message.longitude == 0):
+            return
+        if (
+            message.time is not None
+            and state.position_time is not None
+            and message.time <= state.position_time
+        ):
+            LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
+            return
+        state.latitude = message.latitude
+        state.longitude = message.longitude
+        state.position_source = source
+        state.position_time = message.time or dt_util.utcnow()
+        state.accuracy = {
+            PositionSource.LBS: ACCURACY_LBS,
+            PositionSource.WIFI: ACCURACY_WIFI,
+        }.get(source) or gnss_accuracy(message)
+        state.speed_kmh = message.speed_kmh
+        state.course = message.course
+        state.altitude_m = message.altitude_m
+        if message.satellites is not None:
+            state.satellites = message.satellites
+
+    def _apply_alarms(self, message: Message, now: datetime) -> list[Alarm]:
+        """Update SOS/vibration and return the alarms to report as events."""
+        state = self.data
+        when = message.time or now
+        events: list[Alarm] = []
+        for alarm in message.alarms:
+            last = state.last_alarm_events.get(alarm)
+            tracked = state.alarms.get(alarm)
+            if last is not None and when <= last:
+                continue  # a replay of an alarm already reported (buffered upload, restart)
+            if tracked is not None and tracked.on and alarm in message.alarm_states:
+                state.last_alarm_events[alarm] = when
+                continue  # a status word still showing the same alarm: not a new one
+            state.last_alarm_events[alarm] = when
+            events.append(alarm)
+        for alarm, tracked in state.alarms.items():
+            if alarm in message.alarms:
+                if message.historical and when + self.hold_time < now:
+                    continue  # an old alarm from the device's buffer: reported, not current
+                tracked.on = True
+                tracked.since = now
+                tracked.last_time = when
+                self._arm_hold(alarm, tracked, now)
+            elif alarm in message.alarm_states and not message.historical and tracked.on:
+                self._clear(alarm)
+        if events:
+            state.last_alarm = events[-1]
+        return events
+
+    def _arm_hold(self, alarm: Alarm, tracked: AlarmState, now: datetime) -> None:
+        if (cancel := self._hold_timers.pop(alarm, None)) is not None:
+            cancel()
+        since = tracked.since or now
+        remaining = (since + self.hold_time - now).total_seconds()
+
+        @callback
+        def _expired(_now: datetime) -> None:
+            self._hold_timers.pop(alarm, None)
+            self._clear(alarm)
+            self.async_set_updated_data(self.data)
+
+        self._hold_timers[alarm] = async_call_later(self.hass, max(0.0, remaining), _expired)
+
+    def _clear(self, alarm: Alarm) -> None:
+        tracked = self.data.alarms[alarm]
+        tracked.on = False
+        if (cancel := self._hold_timers.pop(alarm, None)) is not None:
+            cancel()
+
+    def _fire(self, alarm: Alarm, message: Message) -> None:
+        device = dr.async_get(self.hass).async_get_device(identifiers={(DOMAIN, self.identity)})
+        self.hass.bus.async_fire(
+            EVENT_TK970,
+            {
+                "device_id": device.id if device else None,
+                "imei": self.identity,
+                "type": alarm.value,
+                "time": (message.time or dt_util.utcnow()).isoformat(),
+                "latitude": message.latitude if message.valid else None,
+                "longitude": message.longitude if message.valid else None,
+            },
+        )
+        for listener in list(self._alarm_listeners):
+            listener(alarm, message)
+
+    @callback
+    def async_add_alarm_listener(self, listener: AlarmListener) -> CALLBACK_TYPE:
+        """Call `listener(alarm, message)` for every new alarm (the event entity)."""
+        self._alarm_listeners.append(listener)
+        return lambda: self._alarm_listeners.remove(listener)
+
+    def _update_device(self) -> None:
+        registry = dr.async_get(self.hass)
+        device = registry.async_get_device(identifiers={(DOMAIN, self.identity)})
+        if device is None:
+            return
+        registry.async_update_device(
+            device.id, model=self.model, sw_version=self.data.info.get("firmware")
+        )
+
+    # -- the relay --------------------------------------------------------------------------
+
+    async def async_set_relay(self, engage: bool) -> None:
+        """Cut (engage) or restore the relay, and return once the device confirmed it."""
+        options = self.config_entry.options
+        state = self.data
+        limit = options.get(CONF_RELAY_MAX_SPEED, DEFAULT_RELAY_MAX_SPEED)
+        if engage and limit and state.speed_kmh is not None and state.speed_kmh > limit:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="relay_too_fast",
+                translation_placeholders={"speed": f"{state.speed_kmh:.0f}", "limit": str(limit)},
+            )
+        link = self.link
+        if link is None:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="not_connected",
+                translation_placeholders={"imei": self.identity},
+            )
+        if self._relay_busy:
+            raise HomeAssistantError(translation_domain=DOMAIN, translation_key="relay_busy")
+        dialect_option = options.get(CONF_RELAY_DIALECT, DIALECT_AUTO)
+        command = Command(
+            kind=CommandKind.RELAY_CUT if engage else CommandKind.RELAY_RESTORE,
+            dialect=None if dialect_option == DIALECT_AUTO else RelayDialect(dialect_option),
+            password=options.get(CONF_RELAY_PASSWORD) or DEFAULT_DYD_PASSWORD,
+        )
+        self._relay_busy = True
+        try:
+            outcome = await self.hub.listener.send_command(
+                link.identity, command, answer_timeout=RELAY_TIMEOUT
+            )
+        except NotConnectedError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="not_connected",
+                translation_placeholders={"imei": self.identity},
+            ) from err
+        except CommandTimeoutError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="relay_no_answer",
+                translation_placeholders={"seconds": f"{RELAY_TIMEOUT:.0f}"},
+            ) from err
+        except CommandEncodeError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="relay_unsupported",
+                translation_placeholders={"reason": str(err)},
+            ) from err
+        except CommandRejectedError as err:
+            key = (
+                "relay_unsupported"
+                if err.outcome.result is CommandResult.UNSUPPORTED
+                else "relay_refused"
+            )
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key=key,
+                translation_placeholders={"reason": err.outcome.text or err.outcome.result.value},
+            ) from err
+        finally:
+            self._relay_busy = False
+        if outcome is None:
+            # The protocol has no confirmation (GPS103): the command went out, nothing more.
+            state.relay = engage
+            state.relay_assumed = True
+        else:
+            state.relay = outcome.relay if outcome.relay is not None else engage
+            state.relay_assumed = False
+        LOGGER.info(
+            "Tracker %s: relay %s %s",
+            self.identity,
+            "cut" if engage else "restored",
+            "(sent, the protocol gives no confirmation)" if outcome is None else "(confirmed)",
+        )
+        self.async_set_updated_data(state)
+        self._store.async_delay_save(self.data.as_store, SAVE_DELAY)

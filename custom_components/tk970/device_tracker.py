@@ -1,0 +1,60 @@
+"""The tracker on the map: the last usable fix, never an invalid or an older one."""
+
+from __future__ import annotations
+
+# Re-exported without __all__ before HA 2026, hence the ignore for mypy on old releases.
+from homeassistant.components.device_tracker import (  # type: ignore[attr-defined,unused-ignore]
+    SourceType,
+    TrackerEntity,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .coordinator import TK970ConfigEntry
+from .entity import TK970Entity
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: TK970ConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the tracker entity."""
+    async_add_entities([TK970Tracker(entry.runtime_data, None)])
+
+
+class TK970Tracker(TK970Entity, TrackerEntity):
+    """Position of the tracker (GNSS, or the device's LBS/Wi-Fi fallback)."""
+
+    _attr_name = None  # the device's name
+    _attr_translation_key = "tracker"
+    # A primary entity: shown on the map and on generated dashboards (the base class makes
+    # trackers diagnostic by default).
+    _attr_entity_category = None  # type: ignore[assignment]
+    _attr_source_type = SourceType.GPS
+
+    @property
+    def latitude(self) -> float | None:
+        """Latitude of the last usable fix."""
+        return self.coordinator.data.latitude
+
+    @property
+    def longitude(self) -> float | None:
+        """Longitude of the last usable fix."""
+        return self.coordinator.data.longitude
+
+    @property
+    def location_accuracy(self) -> int:
+        """Accuracy in metres: from the fix for GNSS, wide for LBS and Wi-Fi positions."""
+        return self.coordinator.data.accuracy
+
+    @property
+    def extra_state_attributes(self) -> dict[str, object]:
+        """Where the position comes from and when it was taken."""
+        data = self.coordinator.data
+        return {
+            "position_source": data.position_source.value if data.position_source else None,
+            "fix_time": data.position_time.isoformat() if data.position_time else None,
+        }

@@ -1,0 +1,61 @@
+"""Diagnostics: the tracker's state, its connection and decoder counters, location redacted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_IMEI
+from .coordinator import TK970ConfigEntry
+
+TO_REDACT = {
+    CONF_IMEI,
+    "reported_id",
+    "latitude",
+    "longitude",
+    "address",
+    "iccid",
+    "imei",
+    "title",
+    "unique_id",
+}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: TK970ConfigEntry
+) -> dict[str, Any]:
+    """Return what helps find why a tracker does not show up or misbehaves."""
+    coordinator = entry.runtime_data
+    link = coordinator.link
+    listener = coordinator.hub.listener
+    connection: dict[str, Any] | None = None
+    if link is not None:
+        connection = {
+            "protocol": link.protocol.value,
+            "transport": link.transport,
+            "address": link.host,
+            "connected_at": link.connected_at.isoformat(),
+            "last_seen": link.last_seen.isoformat(),
+            "session": asdict(link.session.stats),
+            "jt808_utc_offset_hours": link.session.context.jt808_utc_offset.total_seconds() / 3600,
+        }
+    return async_redact_data(
+        {
+            "entry": {
+                "data": dict(entry.data),
+                "options": dict(entry.options),
+                "title": entry.title,
+            },
+            "state": coordinator.data.as_store(),
+            "connection": connection,
+            "listener": {
+                "port": listener.port,
+                "tcp_connections": listener.connection_count,
+                "stats": asdict(listener.stats),
+            },
+        },
+        TO_REDACT,
+    )
