@@ -1,4 +1,4 @@
-"""Test configuration shared by every test: Home Assistant test plugin settings, Hypothesis profile."""
+"""Shared test configuration: the Home Assistant test plugin and the Hypothesis profile."""
 
 from __future__ import annotations
 

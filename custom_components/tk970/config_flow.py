@@ -99,8 +99,6 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             port = int(user_input.get(CONF_PORT, DEFAULT_PORT))
             if error:
                 errors[CONF_IMEI] = error
-            elif not 1 <= port <= 65535:
-                errors[CONF_PORT] = "invalid_port"
             else:
                 await self.async_set_unique_id(identity)
                 self._abort_if_unique_id_configured()
@@ -170,18 +168,13 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Change the name or the port of a tracker."""
         entry = self._get_reconfigure_entry()
-        errors: dict[str, str] = {}
         if user_input is not None:
-            port = int(user_input.get(CONF_PORT, DEFAULT_PORT))
-            if not 1 <= port <= 65535:
-                errors[CONF_PORT] = "invalid_port"
-            else:
-                name = (user_input.get(CONF_NAME) or "").strip() or None
-                return self.async_update_reload_and_abort(
-                    entry,
-                    title=_title(name, entry.data[CONF_IMEI]),
-                    data_updates={CONF_NAME: name, CONF_PORT: port},
-                )
+            name = (user_input.get(CONF_NAME) or "").strip() or None
+            return self.async_update_reload_and_abort(
+                entry,
+                title=_title(name, entry.data[CONF_IMEI]),
+                data_updates={CONF_NAME: name, CONF_PORT: int(user_input[CONF_PORT])},
+            )
         schema = vol.Schema(
             {
                 vol.Optional(CONF_NAME): TextSelector(),
@@ -194,8 +187,7 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
         }
         return self.async_show_form(
             step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(schema, user_input or current),
-            errors=errors,
+            data_schema=self.add_suggested_values_to_schema(schema, current),
             description_placeholders={"imei": entry.data[CONF_IMEI]},
         )
 

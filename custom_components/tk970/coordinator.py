@@ -342,7 +342,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         if (
             message.time is not None
             and state.position_time is not None
-            and message.time <= state.position_time
+            and message.time < state.position_time
         ):
             LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
             return

@@ -532,7 +532,9 @@ class _TcpConnection(asyncio.Protocol):
             self._flush_timer = loop.call_later(IDLE_FLUSH_SECONDS, self._flush)
 
     def _flush(self, *, final: bool = False) -> None:
-        self._flush_timer = None
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         listener = self.listener
         now = listener._clock()  # noqa: SLF001
         items = self.session.close(now) if final else self.session.flush(now)

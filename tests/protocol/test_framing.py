@@ -99,9 +99,7 @@ def test_jt808_raw_flag_inside_body() -> None:
 
 def test_jt808_text_frames() -> None:
     """Vendor '(...)' frames on the JT808 port are cut at ')'."""
-    assert cut_all(split_jt808, b"(12345678,BASE,2)", Mode.STREAM) == [
-        (b"(12345678,BASE,2)", None)
-    ]
+    assert cut_all(split_jt808, b"(12345678,BASE,2)", Mode.STREAM) == [(b"(12345678,BASE,2)", None)]
 
 
 # -- GT06 --------------------------------------------------------------------------------------
@@ -160,7 +158,7 @@ def test_gt06_junk_before_start() -> None:
 # -- H02 ---------------------------------------------------------------------------------------
 
 H02_TEXT = b"*HQ,4109198974,V1,121314,A,2212.8745,N,11346.6574,E,14.28,028,220902,FFFFFBFF#"
-H02_BINARY = b"$" + bytes.fromhex("4109198974" "121314" "220902") + bytes(20)
+H02_BINARY = b"$" + bytes.fromhex("4109198974121314220902") + bytes(20)
 
 
 def test_h02_interleaved_binary_and_text() -> None:

@@ -40,6 +40,9 @@ class Context:
     jt808_2019: bool = False
     #: JT808-2019 protocol version byte, echoed in our headers
     jt808_version: int = 1
+    #: Watch maker code the device frames with ("SG", "3G" ...) and whether it adds a frame index
+    watch_maker: str | None = None
+    watch_indexed: bool = False
     #: facts learned from logins (model, firmware ...), kept for the device description
     info: dict[str, str] = field(default_factory=dict)
     _serial: int = 0

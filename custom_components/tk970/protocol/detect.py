@@ -67,7 +67,8 @@ def _match_at(buf: bytes, index: int, final: bool) -> Protocol | bool:
             return not final
         return Protocol.H02 if is_bcd(rest[1:12]) else False
     if first == 0x5B:  # "["
-        if len(rest) < 16 and b"]" not in rest:
+        # The header holds a 10 to 15 digit id and maybe a frame index: up to ~31 bytes.
+        if len(rest) < 40 and b"]" not in rest:
             return not final
         return Protocol.WATCH if _WATCH.match(rest) else False
     if first == 0x28:  # "("

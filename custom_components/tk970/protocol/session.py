@@ -24,7 +24,7 @@ from .context import JT808_DEFAULT_OFFSET, Context, Family
 from .detect import detect
 from .errors import CommandError, FrameError
 from .framing import MAX_FRAME, SPLITTERS, Mode
-from .messages import Message, Protocol
+from .messages import Message, MessageType, Protocol
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ FAMILIES: dict[Protocol, Family] = {
 #: frame with a wrong length byte, an H02 binary record, a GPS103 line without `;`) is decoded
 #: on what there is. TCP segments of one frame arrive within milliseconds, even over GPRS.
 IDLE_FLUSH_SECONDS = 2.0
+
+#: JT808 clock learning (protocols.md §3.10): a live report whose time is off from the receive
+#: time by a whole number of hours, within this many seconds, votes for a new device offset...
+OFFSET_TOLERANCE = 600.0
+#: ... and this many consecutive votes for the same offset make it the session's.
+OFFSET_VOTES = 2
 
 #: Bytes kept before detection when nothing looks like a frame start yet.
 _MAX_UNDETECTED = 64
@@ -93,6 +99,8 @@ class Session:
         self.stats = SessionStats()
         self._buffer = b""
         self._latched = protocol is not None
+        self._offset_candidate: timedelta | None = None
+        self._offset_votes = 0
 
     # -- public API -------------------------------------------------------------------------
 
@@ -209,9 +217,46 @@ class Session:
         ack = result.ack
         if any(message.checksum_ok is False for message in result.messages[:1]):
             self.stats.checksum_failures += 1
-        for message in result.messages:
+        for decoded in result.messages:
+            message = decoded
+            if message.protocol is Protocol.JT808 and message.time is not None:
+                message = self._learn_jt808_offset(message)
             self.stats.messages += 1
             if message.device_id and message.device_id != self.context.device_id:
                 self.context.device_id = message.device_id
             items.append(Decoded(message, ack))
             ack = None
+
+    def _learn_jt808_offset(self, message: Message) -> Message:
+        """Learn the device's clock offset from live reports; return the message corrected.
+
+        JT808 says GMT+8, but export firmware often reports UTC or local time. Buffered and
+        batch records are old by nature, so only live location reports vote.
+        """
+        if message.historical or message.time is None or message.type not in _LIVE_TYPES:
+            return message
+        delta = (self.context.now - message.time).total_seconds()
+        hours = round(delta / 3600)
+        proposal = self.context.jt808_utc_offset - timedelta(hours=hours)
+        plausible = timedelta(hours=-12) <= proposal <= timedelta(hours=14)
+        if hours == 0 or abs(delta - hours * 3600) > OFFSET_TOLERANCE or not plausible:
+            self._offset_votes = 0
+            return message
+        if proposal == self._offset_candidate:
+            self._offset_votes += 1
+        else:
+            self._offset_candidate, self._offset_votes = proposal, 1
+        if self._offset_votes < OFFSET_VOTES:
+            return message
+        _LOGGER.debug(
+            "JT808 device %s reports times %+d h off GMT+8 rules: using UTC%+g",
+            self.context.device_id,
+            hours,
+            proposal.total_seconds() / 3600,
+        )
+        self.context.jt808_utc_offset = proposal
+        self._offset_votes = 0
+        return message._replace(time=message.time + timedelta(hours=hours))
+
+
+_LIVE_TYPES = frozenset({MessageType.LOCATION, MessageType.ALARM})

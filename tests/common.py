@@ -1,0 +1,77 @@
+"""Helpers for the Home Assistant tests: free ports, entries, waiting for states."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+import socket
+from typing import Any
+
+from homeassistant.core import HomeAssistant, State
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.tk970.const import CONF_IMEI, CONF_NAME, CONF_PORT, DOMAIN
+
+#: Valid IMEIs (Luhn) for the simulated trackers.
+IMEI = "359586015829802"
+IMEI_2 = "864717003283581"
+IMEI_UNKNOWN = "862106025092216"
+
+
+def free_port() -> int:
+    """A port free on every interface for both TCP and UDP (checked by binding both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("0.0.0.0", 0))
+            port = int(tcp.getsockname()[1])
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+
+
+def make_entry(
+    identity: str = IMEI, port: int = 8888, *, name: str | None = "Van", **options: Any
+) -> MockConfigEntry:
+    """A tracker's config entry as the user step creates it."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=identity,
+        title=name or f"TK970 {identity}",
+        data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
+        options=options,
+    )
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Let the event loop run until `predicate()` holds (sockets deliver asynchronously)."""
+    async with asyncio.timeout(within):
+        # Polling keeps this generic: the change may come from any socket callback.
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def wait_for_state(
+    hass: HomeAssistant, entity_id: str, check: Callable[[State], bool], within: float = 10.0
+) -> State:
+    """Wait until the entity's state passes `check`; return it."""
+
+    def _ok() -> bool:
+        state = hass.states.get(entity_id)
+        return state is not None and check(state)
+
+    await wait_for(_ok, within)
+    state = hass.states.get(entity_id)
+    assert state is not None
+    return state
+
+
+def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
+    """The entity id registered for a unique ID (names may change; unique IDs may not)."""
+    from homeassistant.helpers import entity_registry as er
+
+    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
+    assert found is not None, f"no {platform} entity with unique ID {unique_id}"
+    return found

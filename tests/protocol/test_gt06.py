@@ -1,0 +1,840 @@
+"""Tests for the GT06 / Concox family: every line of gt06.jsonl, replies, commands, outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+import random
+from typing import Any
+
+import pytest
+
+from custom_components.tk970.protocol import gt06
+from custom_components.tk970.protocol.codec import crc_itu
+from custom_components.tk970.protocol.commands import (
+    Command,
+    CommandKind,
+    CommandOutcome,
+    EncodedCommand,
+    RelayDialect,
+)
+from custom_components.tk970.protocol.context import Context
+from custom_components.tk970.protocol.errors import CommandError, FrameError
+from custom_components.tk970.protocol.messages import (
+    Alarm,
+    CommandResult,
+    Message,
+    MessageType,
+    PositionSource,
+    Protocol,
+)
+
+from .helpers import NOW, decode_datagram, decode_stream
+from .vectors import Vector, load, params
+
+# ---------------------------------------------------------------------------------------------
+# The vectors' vocabulary, mapped to ours once
+# ---------------------------------------------------------------------------------------------
+
+#: `kind` of a vector -> the message types that satisfy it (a position frame that carries
+#: alarms may be either, interfaces.md §2).
+KINDS: dict[str, set[MessageType]] = {
+    "login": {MessageType.LOGIN},
+    "location": {MessageType.LOCATION, MessageType.ALARM},
+    "alarm": {MessageType.ALARM},
+    "heartbeat": {MessageType.HEARTBEAT},
+    "lbs": {MessageType.LBS},
+    "wifi": {MessageType.WIFI},
+    "command-reply": {MessageType.COMMAND_REPLY},
+    "other": {MessageType.OTHER},
+}
+#: Vectors whose `kind` label does not follow interfaces.md §2 for what the frame carries.
+KIND_OVERRIDES: dict[int, tuple[MessageType, str]] = {
+    1: (MessageType.OTHER, "a 0x12 frame with no content: no GPS block to report"),
+    6: (MessageType.OTHER, "0x70 without a GPS (0x33) module: no position in the frame"),
+    49: (MessageType.OTHER, "0x70 without a GPS (0x33) module: no position in the frame"),
+    9: (MessageType.HEARTBEAT, "0xA3 0x0C long is SeeWorld's status packet, no position"),
+    10: (MessageType.HEARTBEAT, "0xA3 0x18 long is SeeWorld's status packet, no position"),
+    18: (MessageType.HEARTBEAT, "0x36 (Jimi 4G status) carries status modules, no position"),
+    13: (MessageType.LOCATION, "0xA2 0x40 long is LW4G's GPS + status report"),
+    19: (MessageType.LOCATION, "0xA2 0x40 long is LW4G's GPS + status report"),
+    23: (MessageType.LOCATION, "0x17 with a consistent length and CRC is the GPS + RFID report"),
+    43: (MessageType.LOCATION, "0x24 0x2E long (SR411 mini) starts with a GPS block"),
+    67: (MessageType.LOCATION, "0x34 (X1) carries a GPS block"),
+    77: (MessageType.LOCATION, "0x34 (X1) carries a GPS block"),
+    115: (MessageType.LOCATION, "0x34 (X1) carries a GPS block"),
+    116: (MessageType.LOCATION, "0x34 (X1) carries a GPS block"),
+    50: (MessageType.OTHER, "0x19 of 18+ bytes is SPACE10X's multi-cell layout, not decoded"),
+    107: (MessageType.ALARM, "`79 79` 0x33 is the AZ735 alarm packet (no Wi-Fi data here)"),
+    108: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
+    109: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
+    112: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
+    155: (MessageType.LOCATION, "the 0x2A address request carries a GPS block"),
+    168: (MessageType.OTHER, "0x25 is XT40's vendor layout (traccar needs the model)"),
+}
+#: traccar alarm names, and the VL03 names of `alarm_code_meaning`, -> ours.
+ALARMS: dict[str, Alarm] = {
+    "sos": Alarm.SOS,
+    "vibration": Alarm.VIBRATION,
+    "powerCut": Alarm.POWER_CUT,
+    "lowBattery": Alarm.LOW_BATTERY,
+    "lowInternalBattery": Alarm.LOW_BATTERY,
+    "lowPower": Alarm.LOW_POWER,
+    "geofence": Alarm.GEOFENCE,
+    "geofenceEnter": Alarm.GEOFENCE_ENTER,
+    "geofenceExit": Alarm.GEOFENCE_EXIT,
+    "overspeed": Alarm.OVERSPEED,
+    "tampering": Alarm.TAMPER,
+    "removing": Alarm.TAMPER,
+    "powerOn": Alarm.TAMPER,  # VL03 0x0C; traccar (and gt06:40) call it tampering
+    "door": Alarm.DOOR,
+    "powerOff": Alarm.POWER_OFF,
+    "accident": Alarm.COLLISION,
+    "fallDown": Alarm.FALL,
+    "general": Alarm.OTHER,
+    "hardAcceleration": Alarm.OTHER,
+    "hardBraking": Alarm.OTHER,
+    "hardCornering": Alarm.OTHER,
+}
+STATUS_STATES = frozenset(
+    {
+        Alarm.SOS,
+        Alarm.VIBRATION,
+        Alarm.POWER_CUT,
+        Alarm.LOW_BATTERY,
+        Alarm.GEOFENCE,
+        Alarm.TAMPER,
+    }
+)
+#: Expectation keys with no field in our Message (traccar attributes, raw bytes, or facts
+#: about the vector itself that `check_frame_facts` covers).
+NOT_MODELLED = frozenset(
+    {
+        "type",
+        "extended_7979",
+        "length_field_consistent",
+        "note_framing",
+        "terminal_info",
+        "gps_tracking",
+        "armed",
+        "alarm_language",
+        "timezone_field",
+        "encoding",
+        "temp1",
+        "tag1Temp",
+        "steps",
+        "humidity",
+        "eventFiles",
+        "hours",
+        "event",
+        "adc1",
+        "drivingTime",
+    }
+)
+#: Keys folded into the alarm check.
+ALARM_KEYS = frozenset({"alarm", "status_alarm", "alarm_code", "alarm_code_meaning"})
+
+#: Where our value differs from `expect`, the value we produce and why (asserted as such).
+DEVIATIONS: dict[int, dict[str, tuple[Any, str]]] = {
+    25: {
+        "ignition_from_course_word": (
+            True,
+            "0x22's ACC byte (0x03, VL03 §3) wins over traccar's course-word bit 15",
+        )
+    },
+    30: {
+        "ignition_from_course_word": (
+            True,
+            "the terminal-info ACC bit (0x62) wins over traccar's course-word bit 15",
+        )
+    },
+    44: {"serial": (12, "`serial` here is traccar's RFID attribute; the packet serial is 12")},
+    119: {"text": ("DYD=Success!", "command length 0: traccar reads no text, the frame has one")},
+    129: {
+        "text": (
+            "Already in the state of fuel supply to resume,the command is not running!",
+            "command length 0: traccar reads no text, the frame has one",
+        )
+    },
+    154: {"serial": (None, "a 6-byte frame has no serial; the vector took the start bytes")},
+    190: {"time_utc": (None, "the date bytes are all zero: no time")},
+    5: {"driverUniqueId": (None, "iButton id: not a field of our Message")},
+    23: {"driverUniqueId": (None, "RFID id: not a field of our Message")},
+    21: {"altitude": (None, "SL4X tail after the GPS block is not decoded")},
+    22: {"altitude": (None, "SL4X tail after the GPS block is not decoded")},
+    # traccar_model_override vectors: decoded with the standard layout, as a device with no
+    # model configured (the vectors README: robustness inputs, not TK-Star behaviour).
+    162: {"power_v": (None, "LW4G-4B puts volts in the language word (model-specific)")},
+    163: {"alarm": (Alarm.LOW_BATTERY, "alarm 0x19 is harsh acceleration only on LW models")},
+    164: {"power_v": (None, "SEEWORLD heartbeat layout (model-specific)")},
+    165: {"power_v": (None, "R11 heartbeat layout (model-specific)")},
+    166: {"battery_v": (None, "NT20 0x22 layout (model-specific)")},
+    167: {"power_v": (None, "XT40 0x22 layout (model-specific)")},
+    168: {"driverUniqueId": (None, "XT40 0x25 layout (model-specific)")},
+    174: {"driverUniqueId": (None, "RFID id: not a field of our Message")},
+    176: {"driverUniqueId": (None, "VL103 RFID tail: not a field of our Message")},
+}
+
+#: gt06:144 is three frames in one capture; the vector describes the bytes as one frame.
+MULTI_FRAME = {144: 3}
+
+
+def alarm_name(name: str | None) -> Alarm | None:
+    return None if name is None else ALARMS[name]
+
+
+def expected_alarms(expect: dict[str, Any]) -> set[Alarm]:
+    """Alarms a frame states: the alarm byte's, the terminal-info bits', VL03's meaning."""
+    found = {alarm_name(expect.get(key)) for key in ("alarm", "status_alarm")}
+    if "alarm_code_meaning" in expect and "alarm" not in expect:
+        found.add(ALARMS[expect["alarm_code_meaning"]])
+    return {alarm for alarm in found if alarm is not None}
+
+
+def battery_from_level(level: int) -> float | None:
+    if level <= 6:
+        return (0.0, 17.0, 33.0, 50.0, 67.0, 83.0, 100.0)[level]
+    return float(level) if level <= 100 else None
+
+
+def gsm_from_level(level: int) -> int | None:
+    if level <= 4:
+        return level * 25
+    return level if level <= 100 else None
+
+
+def info(message: Message) -> dict[str, str]:
+    return dict(message.info)
+
+
+def first_cell(message: Message) -> dict[str, int] | None:
+    if not message.cells:
+        return None
+    cell = message.cells[0]
+    return {"mcc": cell.mcc, "mnc": cell.mnc, "lac": cell.lac, "cid": cell.cid}
+
+
+#: expect key -> (how to read our value, how to read the expected value).
+OBSERVERS: dict[str, tuple[Callable[[Message], Any], Callable[[Any], Any]]] = {
+    "imei": (lambda m: m.device_id, lambda v: v),
+    "crc_ok": (lambda m: m.checksum_ok, lambda v: v),
+    "serial": (lambda m: m.serial, lambda v: v),
+    "time_utc": (
+        lambda m: m.time,
+        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+    ),
+    "satellites": (lambda m: m.satellites, lambda v: v),
+    "latitude": (lambda m: m.latitude, lambda v: pytest.approx(v, abs=1e-5)),
+    "longitude": (lambda m: m.longitude, lambda v: pytest.approx(v, abs=1e-5)),
+    "speed_kmh": (lambda m: m.speed_kmh, float),
+    "course": (lambda m: m.course, float),
+    "valid": (lambda m: m.valid, lambda v: v),
+    "ignition": (lambda m: m.ignition, lambda v: v),
+    "ignition_from_course_word": (lambda m: m.ignition, lambda v: v),
+    "charging": (lambda m: m.charging, lambda v: v),
+    "blocked": (lambda m: m.relay, lambda v: v),
+    "voltage_level": (lambda m: m.battery_percent, battery_from_level),
+    "battery_level": (lambda m: m.battery_percent, float),
+    "gsm_level": (lambda m: m.gsm_signal, gsm_from_level),
+    "power_v": (lambda m: m.power_voltage, lambda v: v),
+    "battery_v": (lambda m: m.battery_voltage, lambda v: v),
+    "altitude": (lambda m: m.altitude_m, lambda v: v),
+    # a cell of all zeros identifies nothing and is not kept
+    "cell": (first_cell, lambda v: v if any(v.values()) else None),
+    "text": (lambda m: m.text, lambda v: v),
+    "result": (lambda m: m.text, lambda v: v),
+    "server_flag": (lambda m: m.reply and m.reply.reference, lambda v: int(v, 16)),
+    "iccid": (lambda m: info(m).get("iccid"), lambda v: v),
+    "type_id": (lambda m: info(m).get("type_id"), lambda v: v),
+    "timezone_minutes": (
+        lambda m: info(m).get("timezone"),
+        lambda v: f"{'-' if v < 0 else '+'}{abs(v) // 60:02d}:{abs(v) % 60:02d}",
+    ),
+    "networkTechnology": (lambda m: info(m).get("network"), lambda v: v),
+    "driverUniqueId": (lambda m: info(m).get("rfid"), lambda v: v),
+    "door": (lambda m: Alarm.DOOR in m.alarms, lambda v: v),
+}
+
+
+def standard_ack(kind: int, serial: bytes) -> bytes:
+    head = bytes((5, kind)) + serial
+    return b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
+
+
+def expected_ack(vector: Vector) -> bytes | None:
+    """The vector's `ack_hex`, else our documented reply for the types the vectors leave out."""
+    if "ack_hex" in vector.data:
+        return bytes.fromhex(vector.data["ack_hex"])
+    raw = vector.raw
+    kind = int(vector.expect["type"], 16)
+    if vector.line == 23:  # 0x17 GPS + RFID report: answered like any location
+        return standard_ack(kind, raw[-6:-4])
+    if kind in (0x17, 0x69):  # Wi-Fi: the date echoed, length 0 (traccar)
+        return b"\x78\x78\x00" + bytes((kind,)) + raw[4:10] + b"\r\n"
+    if kind == 0x8A:
+        stamp = bytes((NOW.year - 2000, NOW.month, NOW.day, NOW.hour, NOW.minute, NOW.second))
+        head = bytes((0x0B, 0x8A)) + stamp + raw[-6:-4]
+        return b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
+    return None
+
+
+def uplink_params() -> list[Any]:
+    out = []
+    for param in params("gt06"):
+        vector = param.values[0]
+        marks = []
+        if vector is not None and vector.line in MULTI_FRAME:
+            marks = [pytest.mark.skip(reason="three frames in one capture: test_packed_capture")]
+        out.append(pytest.param(*param.values, id=param.id, marks=param.marks or marks))
+    return out
+
+
+def check_frame_facts(vector: Vector) -> None:
+    """The vector's own claims about the frame bytes (type, form, length) hold."""
+    raw = vector.raw
+    expect = vector.expect
+    long_form = raw[0] == 0x79
+    assert long_form == expect.get("extended_7979", long_form)
+    assert raw[4 if long_form else 3] == int(expect["type"], 16)
+    if "length_field_consistent" in expect:
+        declared = (int.from_bytes(raw[2:4]) + 6) if long_form else raw[2] + 5
+        consistent = declared == len(raw) and raw.endswith(b"\r\n")
+        assert consistent == expect["length_field_consistent"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every uplink vector
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", uplink_params())
+def test_uplink_vector(vector: Vector) -> None:
+    check_frame_facts(vector)
+    decoded, skipped = decode_datagram(vector.raw)
+    assert not skipped
+    assert len(decoded) == 1
+    message, ack = decoded[0].message, decoded[0].ack
+    assert message.protocol is Protocol.GT06
+    assert message.raw == vector.raw
+    override = KIND_OVERRIDES.get(vector.line)
+    if override:
+        assert message.type is override[0], override[1]
+    else:
+        assert message.type in KINDS[vector.data["kind"]]
+    assert ack == expected_ack(vector)
+    if message.type is not MessageType.LOGIN:
+        assert message.device_id is None  # a new connection that has not logged in
+
+    expect = vector.expect
+    deviations = DEVIATIONS.get(vector.line, {})
+    for key, value in expect.items():
+        if key in NOT_MODELLED or key in ALARM_KEYS:
+            continue
+        assert key in OBSERVERS, f"unmapped expectation key {key!r}"
+        observe, convert = OBSERVERS[key]
+        if key in deviations:
+            assert observe(message) == deviations[key][0], deviations[key][1]
+        else:
+            assert observe(message) == convert(value), key
+
+    if ALARM_KEYS & expect.keys():
+        if "alarm" in deviations:
+            assert set(message.alarms) == {deviations["alarm"][0]}, deviations["alarm"][1]
+        else:
+            assert set(message.alarms) == expected_alarms(expect)
+    if "status_alarm" in expect:
+        assert message.alarm_states == STATUS_STATES
+
+
+def test_every_uplink_vector_decodes_somewhere() -> None:
+    """No vector is left out: each one is an id of test_uplink_vector or test_packed_capture."""
+    lines = [v.line for v in load("gt06") if v.uplink]
+    assert len(lines) == 189
+    assert set(MULTI_FRAME) <= set(lines)
+
+
+def test_packed_capture() -> None:
+    """gt06:144 holds three consecutive 0xFD frames; each is cut and decoded on its own."""
+    vector = next(v for v in load("gt06") if v.line == 144)
+    decoded, skipped = decode_datagram(vector.raw)
+    assert not skipped
+    assert [d.message.serial for d in decoded] == [42, 45, vector.expect["serial"]]
+    assert all(d.message.checksum_ok for d in decoded)  # the vector's crc_ok covers all three
+    assert all(d.message.type is MessageType.OTHER and d.ack is None for d in decoded)
+    assert info(decoded[0].message) == {"firmware": "GT06D_20_60DM2_B25E_V15_WM"}
+
+
+def test_checksum_failures_are_decoded() -> None:
+    """The vectors fail their CRC on purpose 29 times; every such frame still decodes."""
+    bad = [v for v in load("gt06") if v.uplink and not v.expect["crc_ok"]]
+    assert len(bad) == 29
+    for vector in bad:
+        decoded, _skipped = decode_datagram(vector.raw)
+        assert decoded
+        if vector.line not in MULTI_FRAME:
+            assert decoded[0].message.checksum_ok is False
+
+
+@pytest.mark.parametrize("vector", uplink_params())
+def test_one_byte_chunks(vector: Vector) -> None:
+    """Over TCP, byte by byte, a vector decodes as it does in one datagram."""
+    raw = vector.raw
+    whole, _ = decode_datagram(raw)
+    chunked, skipped = decode_stream([raw[i : i + 1] for i in range(len(raw))])
+    if vector.line == 67:
+        # A capture one byte short of its length and without 0D 0A: over TCP the rest may
+        # still come, so closing the connection reports it instead of guessing.
+        assert not chunked
+        assert [s.reason for s in skipped] == ["incomplete frame at the end of the stream"]
+        return
+    assert not skipped
+    assert chunked == whole
+
+
+def test_whole_capture_as_one_stream() -> None:
+    """All uplink vectors back to back, read 7 bytes at a time, after a login: same frames,
+    and every message carries the login's identity."""
+    vectors = [v for v in load("gt06") if v.uplink and v.line != 67]
+    login = next(v for v in vectors if v.line == 2)
+    blob = login.raw + b"".join(v.raw for v in vectors if v.data["kind"] != "login")
+    decoded, skipped = decode_stream([blob[i : i + 7] for i in range(0, len(blob), 7)])
+    assert not skipped
+    frames = [login.raw]
+    for vector in vectors:
+        if vector.data["kind"] != "login":
+            frames += [d.message.raw for d in decode_datagram(vector.raw)[0]]
+    assert [d.message.raw for d in decoded] == frames
+    assert {d.message.device_id for d in decoded} == {"864717003283581"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Login, time zone, replies
+# ---------------------------------------------------------------------------------------------
+
+
+def vector_raw(line: int) -> bytes:
+    return next(v.raw for v in load("gt06") if v.line == line)
+
+
+def test_login_binds_identity_and_time_zone() -> None:
+    """gt06:178 (GMT+8): the context learns the IMEI and the zone; classic 0x12 dates move by
+    the zone, the UTC types (0x26) do not."""
+    decoded, skipped = decode_stream([vector_raw(178), vector_raw(136), vector_raw(180)])
+    assert not skipped
+    login, location, alarm = (d.message for d in decoded)
+    assert login.type is MessageType.LOGIN
+    assert login.device_id == "752533678900242"
+    assert info(login) == {"imei": "752533678900242", "type_id": "7000", "timezone": "+08:00"}
+    assert location.device_id == alarm.device_id == "752533678900242"
+    assert location.time == datetime(2015, 10, 20, 6, 21, 11, tzinfo=UTC)
+    assert alarm.time == datetime(2015, 12, 29, 3, 11, 38, tzinfo=UTC)
+
+
+def test_login_context() -> None:
+    ctx = Context()
+    result = gt06.decode(vector_raw(147), ctx, None)
+    assert ctx.device_id == "864717003664467"
+    assert ctx.gt06_utc_offset == timedelta(hours=-4)
+    assert ctx.info["timezone"] == "-04:00"
+    assert result.messages[0].info == (
+        ("imei", "864717003664467"),
+        ("type_id", "100f"),
+        ("timezone", "-04:00"),
+    )
+
+
+def test_login_without_terminal_id_is_rejected() -> None:
+    with pytest.raises(FrameError):
+        gt06.decode(bytes.fromhex("78780501000955940d0a"), Context(), None)
+
+
+def test_time_request_answers_with_the_callers_clock() -> None:
+    ctx = Context(now=datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC))
+    result = gt06.decode(vector_raw(156), ctx, None)
+    assert result.ack is not None
+    assert result.ack.hex() == "78780b8a1f02030405060006" + result.ack[-4:].hex()
+    assert crc_itu(result.ack[2:-4]) == int.from_bytes(result.ack[-4:-2])
+
+
+def test_status_packet_fields() -> None:
+    """gt06:117: relay engaged (bit 7), charging, full battery, full signal, no alarm."""
+    message = decode_datagram(vector_raw(117))[0][0].message
+    assert message.type is MessageType.HEARTBEAT
+    assert (message.relay, message.charging, message.ignition) == (True, True, False)
+    assert (message.battery_percent, message.gsm_signal) == (100.0, 100)
+    assert message.alarms == ()
+    assert message.alarm_states == STATUS_STATES
+
+
+def test_historical_flag() -> None:
+    """gt06:106: 0x22 with re-upload byte 1 is a blind-area record; gt06:25 is live."""
+    assert decode_datagram(vector_raw(106))[0][0].message.historical is True
+    assert decode_datagram(vector_raw(25))[0][0].message.historical is False
+
+
+def test_lbs_and_wifi_sources() -> None:
+    lbs = decode_datagram(vector_raw(47))[0][0].message
+    assert lbs.type is MessageType.LBS
+    assert lbs.position_source is PositionSource.LBS
+    assert [c.cid for c in lbs.cells] == [8049, 8050, 7715, 8000]
+    wifi = decode_datagram(vector_raw(94))[0][0].message
+    assert wifi.type is MessageType.WIFI
+    assert wifi.position_source is PositionSource.WIFI
+    assert [w.mac for w in wifi.wifi] == [
+        "14:75:90:5b:d3:0e",
+        "00:1e:10:bb:f7:63",
+        "14:75:90:06:e6:26",
+    ]
+    assert len(wifi.cells) == 5
+
+
+def test_info_frames() -> None:
+    """0x94: ICCID (gt06:60), relay from DYD (gt06:32), external volts in 78 78 (gt06:78)."""
+    iccid = decode_datagram(vector_raw(60))[0][0].message
+    assert info(iccid) == {
+        "imei": "359857082366758",
+        "imsi": "520050218721401",
+        "iccid": "8966051912408052452",
+    }
+    assert decode_datagram(vector_raw(32))[0][0].message.relay is False
+    assert decode_datagram(vector_raw(78))[0][0].message.power_voltage == 12.59
+
+
+def test_where_reply_position() -> None:
+    """gt06:122: the `WHERE#` answer's text is a position (traccar PATTERN_LOCATION)."""
+    message = decode_datagram(vector_raw(122))[0][0].message
+    assert message.type is MessageType.COMMAND_REPLY
+    assert (message.latitude, message.longitude) == (54.739332, 25.27327)
+    assert message.time == datetime(2017, 5, 26, 10, 27, 47, tzinfo=UTC)
+    assert message.reply is not None
+    assert message.reply.result is CommandResult.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("line", "result", "relay"),
+    [
+        (130, CommandResult.SUCCESS, True),
+        (131, CommandResult.SUCCESS, False),
+        (129, CommandResult.SUCCESS, False),
+        (119, CommandResult.SUCCESS, True),
+        (93, CommandResult.FAILURE, None),
+        (54, None, None),
+    ],
+    ids=["cut", "restore", "already-restored", "dyd", "error", "iccid"],
+)
+def test_command_reply_verdicts(
+    line: int, result: CommandResult | None, relay: bool | None
+) -> None:
+    message = decode_datagram(vector_raw(line))[0][0].message
+    assert message.type is MessageType.COMMAND_REPLY
+    assert message.reply is not None
+    assert message.reply.reference == 0
+    assert message.reply.result is result
+    assert message.reply.relay is relay
+    assert message.relay is relay
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_or_reject(frame: bytes) -> None:
+    """Decode must return at least one GT06 message or raise FrameError, nothing else."""
+    try:
+        result = gt06.decode(frame, Context(), None)
+    except FrameError:
+        return
+    assert result.messages
+    assert all(m.protocol is Protocol.GT06 and m.raw == frame for m in result.messages)
+
+
+def test_truncated_and_mutated_vectors() -> None:
+    rng = random.Random(0x6706)
+    for vector in load("gt06"):
+        raw = vector.raw
+        for end in range(len(raw) + 1):
+            decode_or_reject(raw[:end])
+        for _ in range(40):
+            mutated = bytearray(raw)
+            for _flip in range(rng.randint(1, 4)):
+                mutated[rng.randrange(2, len(raw))] = rng.randrange(256)
+            decode_or_reject(bytes(mutated))
+
+
+def test_random_frames() -> None:
+    rng = random.Random(0x7878)
+    for kind in range(256):
+        for size in (0, 1, 5, 9, 13, 18, 26, 40, 80):
+            content = bytes(rng.randrange(256) for _ in range(size))
+            for start in (b"\x78\x78", b"\x79\x79"):
+                length = (size + 5).to_bytes(2 if start == b"\x79\x79" else 1, "big")
+                body = length + bytes((kind,)) + content + b"\x00\x01"
+                frame = start + body + crc_itu(body).to_bytes(2, "big") + b"\r\n"
+                decode_or_reject(frame)
+
+
+def test_not_a_gt06_frame() -> None:
+    for frame in (b"", b"\x78\x78", b"\x78\x79\x05\x01", b"*HQ,123#", b"\x79\x79\x00\x05"):
+        with pytest.raises(FrameError):
+            gt06.decode(frame, Context(), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+#: The downlink vectors' command texts -> our commands.
+DOWNLINK_COMMANDS: dict[str, Command] = {
+    "Relay,1#": Command(kind=CommandKind.RELAY_CUT),
+    "Relay,0#": Command(kind=CommandKind.RELAY_RESTORE),
+    "DYD,123456#": Command(kind=CommandKind.RELAY_CUT, dialect=RelayDialect.GT06_DYD),
+    "HFYD,123456#": Command(kind=CommandKind.RELAY_RESTORE, dialect=RelayDialect.GT06_DYD),
+    "WHERE#": Command(kind=CommandKind.LOCATE),
+}
+
+
+@pytest.mark.parametrize("vector", params("gt06", uplink=False))
+def test_downlink_vector(vector: Vector) -> None:
+    text = vector.expect["command_text"]
+    if text == "sos#":
+        # VL03's example: serial 1 (the vector's note reads that word as the language; the
+        # length byte 0x0E leaves room for only one word before the CRC).
+        assert gt06.encode_online_command(text, flag=0, serial=1) == vector.raw
+        return
+    encoded = gt06.encode_command(DOWNLINK_COMMANDS[text], Context())
+    assert encoded.data == vector.raw
+    assert encoded.reference == 0
+    assert encoded.confirmable
+
+
+def test_language_word() -> None:
+    """VL03's optional language word goes between the text and the serial."""
+    frame = gt06.encode_online_command("sos#", flag=0, serial=1, language=2)
+    assert (
+        frame.hex() == "78781080080000000073 6f7323 0002 0001".replace(" ", "") + frame[-4:].hex()
+    )
+    assert crc_itu(frame[2:-4]) == int.from_bytes(frame[-4:-2])
+
+
+def test_commands_number_serial_and_flag() -> None:
+    """Each command gets the next serial, used as packet serial and server flag."""
+    ctx = Context()
+    first = gt06.encode_command(Command(kind=CommandKind.LOCATE), ctx)
+    second = gt06.encode_command(Command(kind=CommandKind.LOCATE), ctx)
+    assert (first.reference, second.reference) == (0, 1)
+    assert second.data[5:9] == (1).to_bytes(4, "big")
+    assert second.data[-6:-4] == (1).to_bytes(2, "big")
+    assert crc_itu(second.data[2:-4]) == int.from_bytes(second.data[-4:-2])
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (Command(kind=CommandKind.SET_INTERVAL, interval=60), "TIMER,60#"),
+        (Command(kind=CommandKind.RAW, text="PARAM#"), "PARAM#"),
+        (
+            Command(kind=CommandKind.RELAY_CUT, dialect=RelayDialect.GT06_DYD, password=""),
+            "DYD#",
+        ),
+        (
+            Command(kind=CommandKind.RELAY_RESTORE, dialect=RelayDialect.GT06_DYD, password="0"),
+            "HFYD,0#",
+        ),
+    ],
+)
+def test_command_texts(command: Command, text: str) -> None:
+    frame = gt06.encode_command(command, Context()).data
+    assert frame[:2] == b"\x78\x78"
+    assert frame[2] + 5 == len(frame)
+    assert frame[3:5] == bytes((0x80, 4 + len(text)))
+    assert frame[9 : 9 + len(text)] == text.encode()
+    assert frame.endswith(b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        Command(kind=CommandKind.SET_INTERVAL),
+        Command(kind=CommandKind.SET_INTERVAL, interval=0),
+        Command(kind=CommandKind.RAW),
+        Command(kind=CommandKind.RAW, text="température#"),
+        Command(kind=CommandKind.RAW, text="X" * (gt06.MAX_COMMAND_TEXT + 1)),
+        Command(kind=CommandKind.RELAY_CUT, dialect=RelayDialect.JT808_8105_F0F1),
+        Command(kind=CommandKind.RELAY_CUT, dialect=RelayDialect.GT06_DYD, password="12#"),
+    ],
+    ids=["no-interval", "zero-interval", "no-text", "not-ascii", "too-long", "jt808", "password"],
+)
+def test_commands_that_cannot_be_sent(command: Command) -> None:
+    ctx = Context()
+    with pytest.raises(CommandError):
+        gt06.encode_command(command, ctx)
+    assert ctx.next_serial() == 0  # a refused command uses no serial
+
+
+def test_longest_text_fits() -> None:
+    command = Command(kind=CommandKind.RAW, text="X" * gt06.MAX_COMMAND_TEXT)
+    assert len(gt06.encode_command(command, Context()).data) == 255 + 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Command outcomes
+# ---------------------------------------------------------------------------------------------
+
+
+def reply_frame(text: str, *, flag: int = 0, new_form: bool = True, serial: int = 7) -> Message:
+    """A device reply: 0x21 (79 79, ASCII) or 0x15 (78 78), decoded."""
+    raw = text.encode()
+    if new_form:
+        body = b"\x21" + flag.to_bytes(4, "big") + b"\x01" + raw + serial.to_bytes(2, "big")
+        head = (len(body) + 2).to_bytes(2, "big") + body
+        frame = b"\x79\x79" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
+    else:
+        content = bytes((4 + len(raw),)) + flag.to_bytes(4, "big") + raw + b"\x00\x02"
+        body = b"\x15" + content + serial.to_bytes(2, "big")
+        head = bytes((len(body) + 2,)) + body
+        frame = b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
+    result = gt06.decode(frame, Context(), None)
+    assert result.messages[0].checksum_ok
+    return result.messages[0]
+
+
+def sent(command: Command, *, serial: int = 0) -> EncodedCommand:
+    ctx = Context()
+    for _ in range(serial):
+        ctx.next_serial()
+    return gt06.encode_command(command, ctx)
+
+
+CUT = Command(kind=CommandKind.RELAY_CUT)
+RESTORE = Command(kind=CommandKind.RELAY_RESTORE)
+
+
+@pytest.mark.parametrize(
+    ("command", "serial", "message", "outcome"),
+    [
+        (
+            CUT,
+            0,
+            reply_frame("Cut off the fuel supply: Success!", new_form=False),
+            CommandOutcome(CommandResult.SUCCESS, "Cut off the fuel supply: Success!", True),
+        ),
+        (
+            RESTORE,
+            5,
+            reply_frame("Restore fuel supply: Success!", flag=5),
+            CommandOutcome(CommandResult.SUCCESS, "Restore fuel supply: Success!", False),
+        ),
+        (
+            RESTORE,
+            0,
+            reply_frame(
+                "Already in the state of fuel supply to resume,the command is not running!"
+            ),
+            CommandOutcome(
+                CommandResult.SUCCESS,
+                "Already in the state of fuel supply to resume,the command is not running!",
+                False,
+            ),
+        ),
+        (
+            CUT,
+            3,
+            reply_frame("Already in the state of fuel supply to resume,ok", flag=3),
+            CommandOutcome(
+                CommandResult.FAILURE, "Already in the state of fuel supply to resume,ok", False
+            ),
+        ),
+        (
+            CUT,
+            0,
+            reply_frame("Command error!"),
+            CommandOutcome(CommandResult.FAILURE, "Command error!"),
+        ),
+        (
+            CUT,
+            0,
+            reply_frame("Cut off the fuel supply: Failed! Speed is too fast"),
+            CommandOutcome(
+                CommandResult.FAILURE, "Cut off the fuel supply: Failed! Speed is too fast"
+            ),
+        ),
+        (
+            RESTORE,
+            2,
+            reply_frame("Unknown command", flag=2),
+            CommandOutcome(CommandResult.UNSUPPORTED, "Unknown command"),
+        ),
+        (
+            Command(kind=CommandKind.LOCATE),
+            0,
+            decode_datagram(vector_raw(122))[0][0].message,
+            CommandOutcome(
+                CommandResult.SUCCESS,
+                "Current position!Lat:N54.739332,Lon:E25.273270,Course:126.53,Speed:0.0000,"
+                "DateTime:2017-05-26  10:27:47",
+            ),
+        ),
+        (
+            Command(kind=CommandKind.SET_INTERVAL, interval=20),
+            1,
+            reply_frame("TIMER set ok. Now data upload period is 20 seconds.", flag=1),
+            CommandOutcome(
+                CommandResult.SUCCESS, "TIMER set ok. Now data upload period is 20 seconds."
+            ),
+        ),
+        (
+            Command(kind=CommandKind.RAW, text="PARAM#"),
+            0,
+            decode_datagram(vector_raw(110))[0][0].message,
+            CommandOutcome(
+                CommandResult.SUCCESS,
+                "Battery:5.56V,NORMAL; GPRS*Link Up GSM Signal Level:Strong; GPS:OFF;   "
+                "LOCK:OFF; BT MAC:B4A828044462;",
+            ),
+        ),
+    ],
+    ids=[
+        "cut",
+        "restore-flag",
+        "already",
+        "other-state-exact",
+        "error",
+        "too-fast",
+        "unsupported",
+        "where",
+        "timer",
+        "raw",
+    ],
+)
+def test_command_outcome(
+    command: Command, serial: int, message: Message, outcome: CommandOutcome
+) -> None:
+    assert gt06.command_outcome(command, sent(command, serial=serial), message) == outcome
+
+
+@pytest.mark.parametrize(
+    ("command", "serial", "message"),
+    [
+        (CUT, 4, reply_frame("Cut off the fuel supply: Success!", flag=9)),  # someone else's
+        (CUT, 0, reply_frame("Restore fuel supply: Success!")),  # the other state, flag 0
+        (CUT, 0, reply_frame("<ICCID:89882390000097302650>", new_form=False)),  # no verdict
+        (Command(kind=CommandKind.LOCATE), 0, reply_frame("ICCID report")),
+        (CUT, 0, decode_datagram(vector_raw(117))[0][0].message),  # a heartbeat
+        (CUT, 0, decode_datagram(vector_raw(29))[0][0].message),  # 0x9B has no server flag
+    ],
+    ids=["other-flag", "other-state", "no-verdict", "locate-no-verdict", "heartbeat", "serial"],
+)
+def test_messages_that_answer_nothing(command: Command, serial: int, message: Message) -> None:
+    assert gt06.command_outcome(command, sent(command, serial=serial), message) is None
+
+
+def test_outcome_ignores_other_protocols() -> None:
+    message = reply_frame("Cut off the fuel supply: Success!")._replace(protocol=Protocol.H02)
+    assert gt06.command_outcome(CUT, sent(CUT), message) is None
+
+
+def test_family_exports() -> None:
+    assert gt06.FAMILY.decode is gt06.decode
+    assert gt06.FAMILY.encode_command is gt06.encode_command
+    assert gt06.FAMILY.command_outcome is gt06.command_outcome
