@@ -18,7 +18,7 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import NamedTuple
 
-from .codec import crc_itu, is_bcd, jt808_unescape
+from .codec import crc_itu, is_bcd, jt808_unescape, xor_checksum
 from .errors import FrameError
 from .messages import Protocol
 
@@ -30,7 +30,7 @@ MAX_JT808 = 2 * (17 + 4 + 1023 + 1) + 2
 #: under 300 bytes (gt06.jsonl); 4 KiB leaves room for long command replies and still stops a
 #: peer that announces 64 KiB.
 MAX_GT06 = 4096
-#: H02 text frames are under 200 bytes in every capture; binary records are 32 to 48 bytes.
+#: H02 text frames are under 200 bytes in every capture; binary records are 32 to 51 bytes.
 MAX_H02 = 1024
 #: GPS103: "vr" photo/voice lines carry hex data (1049 bytes in gps103.jsonl).
 MAX_GPS103 = 4096
@@ -104,12 +104,24 @@ def _jt808_expected_length(payload: bytes) -> int | None:
     if len(payload) < 4:
         return None
     attributes = int.from_bytes(payload[2:4], "big")
+    if payload[0] == 0x55 and payload[1] in (0x01, 0x02):
+        # JT600-style 0x5501/0x5502: a 1-byte serial, and the upper attribute bits are the
+        # vendor's own (jt808.jsonl line 39).
+        return 11 + (attributes & 0x3FF) + 1
     header = 12
     if attributes & 0x4000:  # 2019 header: version byte and a 10-byte terminal id
         header += 5
     if attributes & 0x2000:  # sub-packaged: packet count and index
         header += 4
     return header + (attributes & 0x3FF) + 1
+
+
+def _jt808_consistent(payload: bytes) -> bool:
+    """Tell whether un-escaped bytes have the announced length and a matching checksum."""
+    return (
+        len(payload) == _jt808_expected_length(payload)
+        and xor_checksum(payload[:-1]) == payload[-1]
+    )
 
 
 def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
@@ -128,10 +140,18 @@ def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
     if end == 1:
         # "7E 7E": the first flag ended a frame we never saw (we joined mid-stream).
         return Cut(1, "")
+    raw = buf[1:end]
     try:
-        payload = jt808_unescape(buf[1:end])
+        payload = jt808_unescape(raw)
     except FrameError as err:
-        return Cut(end, err.reason)
+        if not _jt808_consistent(raw):
+            return Cut(end, err.reason)
+        payload = raw
+    if payload is not raw and not _jt808_consistent(payload) and _jt808_consistent(raw):
+        # Some firmware (Jimi) never escapes 7D: read literally, such a frame has the announced
+        # length and a matching checksum, un-escaped it has neither (jt808.jsonl lines 35, 40,
+        # 45, 97-100).
+        payload = raw
     expected = _jt808_expected_length(payload)
     if expected is None or len(payload) < 13:
         # Too short for any header: junk, but the closing flag may open the next frame.
@@ -149,6 +169,11 @@ def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
                 return Cut(later + 1, None, candidate)
             if len(candidate) > expected:
                 break
+        else:
+            if mode is Mode.STREAM and len(buf) < expected + 2:
+                # The announced frame cannot have arrived yet: wait for its end (a peer that
+                # sends a wrong length is resolved by the next frame or by the idle flush).
+                return None
     return Cut(end + 1, None, payload)
 
 
@@ -204,47 +229,110 @@ def split_gt06(buf: bytes, mode: Mode) -> Cut | None:
 # H02: "*XX,...#" text and "$" binary records, interleaved (protocols.md §4)
 # ---------------------------------------------------------------------------------------------
 
-#: Binary record sizes seen in h02.jsonl: 32 (10-digit id), 42 (IMEI), 45, 46 and 48 (with
-#: cell or extra data). Tried shortest first.
-H02_BINARY_LENGTHS = (32, 42, 45, 46, 48)
-_H02_STARTS = (b"*", b"$")
+#: Binary record sizes: 32 (10-digit id), 42 (IMEI), 45, 46 and 48 (cell or extra data) in
+#: h02.jsonl, 51 from a 4G unit (traccar issue 5417). Tried shortest first. Records have no
+#: terminator and no checksum, so a length is taken when a plausible frame start follows it.
+H02_BINARY_LENGTHS = (32, 42, 45, 46, 48, 51)
+#: "*" text, "$" binary, "X" the 32-byte alternative record traccar frames but does not decode.
+_H02_MARKERS = (b"*", b"$", b"X")
+#: A binary record's marker is followed by this many BCD bytes: the id, then the time (or the
+#: rest of an IMEI). The hour byte is at most 0x23, so a record never starts like ASCII digits.
+_H02_BCD_HEAD = 11
+_ASCII_LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
-def _h02_is_start(buf: bytes, index: int) -> bool:
-    return index < len(buf) and buf[index] in b"*$"
+def _h02_frame_start(buf: bytes, index: int, stop: int | None = None) -> bool | None:
+    """Tell whether a frame starts at `index`; None when the bytes before `stop` cannot tell.
+
+    Binary data is full of 0x24 ("$"), 0x2A ("*") and 0x58 ("X") bytes, so a marker alone
+    proves nothing: text needs `*` + two letters + `,`, a record needs BCD after its marker.
+    """
+    end = index + 1 + _H02_BCD_HEAD
+    head = buf[index : end if stop is None else min(end, stop)]
+    if not head:
+        return None
+    if head[0] == 0x2A:  # "*"
+        head = head[:4]
+        if any(byte not in _ASCII_LETTERS for byte in head[1:3]) or head[3:4] not in (b"", b","):
+            return False
+        return True if len(head) == 4 else None
+    if head[0] in b"$X":
+        if len(head) > 1 and not is_bcd(head[1:]):
+            return False
+        return True if len(head) == 1 + _H02_BCD_HEAD else None
+    return False
+
+
+def _h02_next_start(buf: bytes, begin: int, stop: int, *, partial: bool) -> int:
+    """First index in [begin, stop) where a frame starts (or may, when `partial`), else -1."""
+    found = {marker: buf.find(marker, begin, stop) for marker in _H02_MARKERS}
+    while True:
+        candidates = [index for index in found.values() if index >= 0]
+        if not candidates:
+            return -1
+        index = min(candidates)
+        verdict = _h02_frame_start(buf, index, None if partial else stop)
+        if verdict or (partial and verdict is None):
+            return index
+        marker = buf[index : index + 1]
+        found[marker] = buf.find(marker, index + 1, stop)
+
+
+def _split_h02_text(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the text frame at the start of `buf`, up to its `#`."""
+    end = buf.find(b"#")
+    # A frame start before the `#` means this frame lost its end (a device reset mid-frame):
+    # the `#` found would be a 0x23 byte of a later binary record.
+    inner = _h02_next_start(buf, 1, end if end > 0 else len(buf), partial=False)
+    if inner > 0:
+        return _junk(inner, "H02 text frame without its #")
+    if end > 0:
+        return Cut(end + 1)
+    return _incomplete(buf, mode, MAX_H02, _H02_MARKERS)
+
+
+def _split_h02_binary(buf: bytes, mode: Mode) -> Cut | None:
+    """Cut the binary record at the start of `buf` (its marker and BCD head already checked)."""
+    size = len(buf)
+    shortest = H02_BINARY_LENGTHS[0]
+    if buf[0] == 0x58:  # "X": always 32 bytes (traccar H02FrameDecoder)
+        if size >= shortest:
+            return Cut(shortest)
+        return _junk(size, "incomplete H02 binary record") if mode is Mode.FINAL else None
+    if mode is not Mode.STREAM and size in H02_BINARY_LENGTHS:
+        return Cut(size)
+    for length in H02_BINARY_LENGTHS:
+        if length >= size:
+            break
+        verdict = _h02_frame_start(buf, length)
+        if verdict:
+            return Cut(length)
+        if verdict is None:
+            # The next frame's start is still arriving: wait for it, unless nothing more comes.
+            return None if mode is Mode.STREAM else Cut(length)
+    if size < shortest:
+        return _junk(size, "incomplete H02 binary record") if mode is Mode.FINAL else None
+    if mode is Mode.STREAM and size <= H02_BINARY_LENGTHS[-1]:
+        return None
+    # No record boundary is confirmed by a following frame start: fall back to the 32-byte
+    # layout (traccar's default) once waiting cannot tell more.
+    return Cut(shortest)
 
 
 def split_h02(buf: bytes, mode: Mode) -> Cut | None:
-    """Cut the next H02 text frame (up to `#`) or binary record."""
-    first = buf[0]
-    if first in b"\r\n":
-        run = len(buf) - len(buf.lstrip(b"\r\n"))
-        return Cut(run, "")
-    if first == 0x2A:  # "*"
-        end = buf.find(b"#")
-        if end > 0:
-            return Cut(end + 1)
-        return _incomplete(buf, mode, MAX_H02, _H02_STARTS)
-    if first == 0x24:  # "$"
-        if len(buf) < 12:
-            if mode is Mode.FINAL:
-                return _junk(len(buf), "incomplete H02 binary record")
-            return None
-        if not is_bcd(buf[1:6]):
-            return _skip_to(buf, _H02_STARTS, "H02 binary record with a non-BCD device id")
-        if mode is not Mode.STREAM and len(buf) in H02_BINARY_LENGTHS:
-            return Cut(len(buf))
-        for length in H02_BINARY_LENGTHS:
-            if _h02_is_start(buf, length):
-                return Cut(length)
-        # No record boundary is confirmed by a following frame start: fall back to the
-        # 32-byte layout (traccar's default) once waiting cannot tell more.
-        if len(buf) >= 32 and (len(buf) > H02_BINARY_LENGTHS[-1] or mode is not Mode.STREAM):
-            return Cut(32)
-        if mode is Mode.FINAL:
-            return _junk(len(buf), "incomplete H02 binary record")
-        return None
-    return _skip_to(buf, _H02_STARTS, "bytes before an H02 frame start")
+    """Cut the next H02 text frame (up to `#`) or binary record, or the junk before one."""
+    if buf[0] in b"\r\n":
+        return Cut(len(buf) - len(buf.lstrip(b"\r\n")), "")
+    start = _h02_frame_start(buf, 0)
+    if start is None:
+        return _junk(len(buf), "incomplete H02 frame start") if mode is Mode.FINAL else None
+    if not start:
+        # Skip to the next plausible start; one still arriving at the end is kept.
+        skip = _h02_next_start(buf, 1, len(buf), partial=True)
+        return _junk(skip if skip > 0 else len(buf), "bytes before an H02 frame start")
+    if buf[0] == 0x2A:  # "*"
+        return _split_h02_text(buf, mode)
+    return _split_h02_binary(buf, mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,15 +369,35 @@ def split_gps103(buf: bytes, mode: Mode) -> Cut | None:
 
 
 def split_watch(buf: bytes, mode: Mode) -> Cut | None:
-    """Cut the next Watch frame, from `[` to `]`."""
+    """Cut the next Watch frame, from `[` to `]`.
+
+    Binary content (voice, pictures) may hold a raw `]`. A first `]` followed by anything but
+    the next frame, a line end or the end of the buffer is such a byte: the length field then
+    decides where the frame ends, and a stream waits for it. The length is trusted nowhere else,
+    since many text frames carry a wrong one (traccar's WatchProtocolDecoderTest).
+    """
     if buf[0] != 0x5B:
         if buf[0] in b"\r\n":
             return Cut(len(buf) - len(buf.lstrip(b"\r\n")), "")
         return _skip_to(buf, (b"[",), "bytes before a Watch frame start")
     end = buf.find(b"]")
-    if end > 0:
-        return Cut(end + 1)
-    return _incomplete(buf, mode, MAX_WATCH, (b"[",))
+    if end < 0:
+        return _incomplete(buf, mode, MAX_WATCH, (b"[",))
+    star = buf.find(b"*", 4)  # after the id: `[index*]length*content`
+    if end + 1 < len(buf) and buf[end + 1] not in b"[\r\n" and star > 0:
+        length_at = -1  # the last of up to two `hhhh*` fields is the length
+        for start in (star + 1, star + 6):
+            field = buf[start : start + 5]  # four hex digits and `*`
+            if len(field) < 5 or field[4] != 0x2A or field[:4].strip(b"0123456789abcdefABCDEF"):
+                break
+            length_at = start
+        if length_at > 0:
+            close = length_at + 5 + int(buf[length_at : length_at + 4], 16)
+            if close < len(buf) and buf[close] == 0x5D:
+                return Cut(close + 1)
+            if len(buf) <= close <= MAX_WATCH and mode is Mode.STREAM:
+                return None
+    return Cut(end + 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,8 +406,10 @@ def split_watch(buf: bytes, mode: Mode) -> Cut | None:
 def _incomplete(buf: bytes, mode: Mode, limit: int, starts: tuple[bytes, ...]) -> Cut | None:
     """Wait for more data, or give up on the buffered bytes when waiting cannot help."""
     if len(buf) > limit:
-        return _skip_to(buf, starts, "frame over the size limit") if starts else _junk(
-            len(buf), "frame over the size limit"
+        return (
+            _skip_to(buf, starts, "frame over the size limit")
+            if starts
+            else _junk(len(buf), "frame over the size limit")
         )
     if mode is Mode.FINAL:
         return _junk(len(buf), "incomplete frame")
