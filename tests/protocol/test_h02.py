@@ -58,11 +58,6 @@ ALARMS: dict[str, Alarm] = {
 }
 #: traccar `decodeBattery` for the raw levels in the vectors.
 POWER_LEVELS: dict[int, float | None] = {0: None, 6: 100.0, 96: 96.0}
-#: Vectors that cannot pass as they stand, and why.
-XFAIL: dict[int, str] = {
-    86: "detect.py does not recognise the `X` marker, so a datagram starting with the X record "
-    "is junk (decoded as OTHER once the connection is known to be H02: test_x_record_in_stream)",
-}
 #: Expectation keys checked elsewhere: `speed_knots` through `speed_kmh`, `maker` by
 #: test_maker_is_kept.
 COVERED_ELSEWHERE = {"speed_knots", "maker"}
@@ -77,18 +72,6 @@ DOWNLINK_COMMANDS: dict[str, Command] = {
 }
 
 ACK_TIME = f"{NOW:%Y%m%d%H%M%S}"
-
-
-def uplink_params() -> list[Any]:
-    marked = []
-    for param in params("h02"):
-        vector = param.values[0]
-        if isinstance(vector, Vector) and vector.line in XFAIL:
-            mark = pytest.mark.xfail(strict=True, reason=XFAIL[vector.line])
-            marked.append(pytest.param(vector, id=vector.id, marks=mark))
-        else:
-            marked.append(param)
-    return marked
 
 
 def _utc(text: str) -> datetime:
@@ -158,7 +141,7 @@ def _expected_ack(vector: Vector) -> bytes | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("vector", uplink_params())
+@pytest.mark.parametrize("vector", params("h02"))
 def test_uplink_vector(vector: Vector) -> None:
     decoded, skipped = decode_datagram(vector.raw)
     assert not skipped

@@ -27,7 +27,7 @@ _WATCH = re.compile(rb"\[[A-Za-z0-9]{2}\*[0-9A-Za-z]+\*[0-9A-Fa-f]{4}\*")
 _JT808_TEXT = re.compile(rb"\(\d{6,}")
 
 #: Bytes that can begin a frame of some family; anything else is skipped at once.
-_START_BYTES = frozenset(b"\x7e\x78\x79*$#i[(0123456789")
+_START_BYTES = frozenset(b"\x7e\x78\x79*$X#i[(0123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def _match_at(buf: bytes, index: int, final: bool) -> Protocol | bool:
         if len(rest) < 4:
             return not final
         return Protocol.H02 if _H02_TEXT.match(rest) else False
-    if first == 0x24:  # "$": H02 binary record, BCD id and date/time follow
+    if first in (0x24, 0x58):  # "$" or "X": H02 binary records, BCD id and date/time follow
         if len(rest) < 12:
             return not final
         return Protocol.H02 if is_bcd(rest[1:12]) else False

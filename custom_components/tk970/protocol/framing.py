@@ -158,9 +158,10 @@ def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
         return Cut(end, "JT808 frame too short")
     if len(payload) < expected:
         # Some firmware sends a raw 7E inside the body. Accept a later flag when it makes the
-        # length field exact; otherwise stop at the first flag, as traccar does.
+        # length field exact; otherwise stop at the first flag, as traccar does. "7E 7E" is a
+        # frame boundary, never data: the second flag opens the next frame.
         later = end
-        while (later := buf.find(b"\x7e", later + 1)) > 0:
+        while (later := buf.find(b"\x7e", later + 1)) > 0 and buf[later - 1] != 0x7E:
             try:
                 candidate = jt808_unescape(buf[1:later])
             except FrameError:
