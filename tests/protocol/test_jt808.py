@@ -122,7 +122,6 @@ DEVIATIONS: dict[int, list[tuple[str, Any, str]]] = {
         ("longitude", 114.032486, _LITERAL_7D),
         ("latitude", 22.576385, _LITERAL_7D),
         ("course", 0.0, _LITERAL_7D),
-        ("ignition", True, _LITERAL_7D),
         ("time_utc_if_gmt8", "2026-01-01T04:00:00Z", _LITERAL_7D),
     ],
 }
@@ -863,3 +862,14 @@ def test_splitter_reads_unescaped_7d_literally() -> None:
     assert split_jt808(escaped, Mode.STREAM) == Cut(
         len(escaped), None, jt808_unescape(escaped[1:-1])
     )
+
+
+def test_splitter_does_not_swallow_the_next_flag() -> None:
+    """A frame announcing one byte more than it has must not take the next frame's opening
+    flag for its last byte."""
+    plain = (0x0002).to_bytes(2, "big") + (1).to_bytes(2, "big") + bytes.fromhex(T) + b"\x00\x01"
+    short = b"\x7e" + plain + bytes((xor_checksum(plain),)) + b"\x7e"
+    following = _frame(0x0002, T, 2, b"")
+    cut = split_jt808(short + following, Mode.STREAM)
+    assert cut == Cut(len(short), None, short[1:-1])
+    assert split_jt808(following, Mode.STREAM) == Cut(len(following), None, following[1:-1])
