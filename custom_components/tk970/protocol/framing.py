@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
+import re
 from typing import NamedTuple
 
 from .codec import crc_itu, is_bcd, jt808_unescape, xor_checksum
@@ -116,6 +117,12 @@ def _jt808_expected_length(payload: bytes) -> int | None:
     return header + (attributes & 0x3FF) + 1
 
 
+#: Vendor text frames on the JT808 port: "(" + id digits + printable text + ")" (jt808.jsonl 47).
+_MAX_JT808_TEXT = 512
+_JT808_TEXT = re.compile(rb"\([0-9][ -'*-~]{0,%d}\)" % (_MAX_JT808_TEXT - 3))
+_JT808_TEXT_START = re.compile(rb"\((?:[0-9][ -'*-~]*)?")
+
+
 def _jt808_consistent(payload: bytes) -> bool:
     """Tell whether un-escaped bytes have the announced length and a matching checksum."""
     return (
@@ -128,12 +135,17 @@ def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
     """Cut the next JT808 frame (flags included) or the junk before it."""
     first = buf[0]
     if first == 0x28:  # "(": vendor ASCII frames that traccar accepts on the JT808 port
-        end = buf.find(b")")
-        if end > 0:
-            return Cut(end + 1)
-        return _incomplete(buf, mode, MAX_JT808, (b"\x7e", b"("))
+        if (text := _JT808_TEXT.match(buf)) is not None:
+            return Cut(text.end())
+        if _JT808_TEXT_START.fullmatch(buf[:_MAX_JT808_TEXT]) and mode is Mode.STREAM:
+            return None  # printable so far, its ")" may still come
+        # A "(" in binary junk is not a text frame; it must not swallow the frames after it.
+        return _skip_to(buf, (b"\x7e", b"("), "bytes before a JT808 frame start")
     if first != 0x7E:
         return _skip_to(buf, (b"\x7e", b"("), "bytes before a JT808 frame start")
+    if buf[1:2] == b"(":
+        # No message id starts with 0x28: this flag closed a frame and a text frame follows.
+        return Cut(1, "")
     end = buf.find(b"\x7e", 1)
     if end < 0:
         return _incomplete(buf, mode, MAX_JT808, ())
@@ -166,7 +178,9 @@ def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
                 candidate = jt808_unescape(buf[1:later])
             except FrameError:
                 break
-            if len(candidate) == expected:
+            if len(candidate) == expected and (mode is Mode.FINAL or _jt808_consistent(candidate)):
+                # In a stream the checksum must agree too, so that a damaged length field
+                # cannot swallow the next frame; a datagram holds one frame (jt808.jsonl 101).
                 return Cut(later + 1, None, candidate)
             if len(candidate) > expected:
                 break
@@ -193,7 +207,7 @@ def _gt06_crc_ok(frame: bytes, long_form: bool) -> bool:
 
 
 def split_gt06(buf: bytes, mode: Mode) -> Cut | None:
-    """Cut the next GT06 frame: by its length field, else by CRC, else at the next 0D 0A."""
+    """Cut the next GT06 frame: by its length field, its Wi-Fi layout, its CRC, else at 0D 0A."""
     if buf[:2] not in _GT06_STARTS:
         if len(buf) == 1 and buf in (b"\x78", b"\x79") and mode is Mode.STREAM:
             return None
@@ -205,20 +219,38 @@ def split_gt06(buf: bytes, mode: Mode) -> Cut | None:
     declared = int.from_bytes(buf[2:header], "big") + header + 2
     if declared > MAX_GT06:
         return _skip_to(buf, _GT06_STARTS, "GT06 length field over the frame size limit")
+    # 0x69/0x17 Wi-Fi frames put the access-point count in the length byte and carry no serial
+    # or CRC (gt06:73, gt06:101); a 0x17 whose length and CRC agree is a GPS report (gt06:23).
+    wifi = not long_form and len(buf) > header and buf[header] in (0x69, 0x17)
     # 1. The length field, when it ends on 0D 0A: the normal case.
-    if len(buf) >= declared and buf[declared - 2 : declared] == b"\r\n":
+    if (
+        len(buf) >= declared
+        and buf[declared - 2 : declared] == b"\r\n"
+        and (not wifi or _gt06_crc_ok(buf[:declared], long_form))
+    ):
         return Cut(declared)
-    # 2. Some firmware sends a wrong length byte (0x69/0x17 Wi-Fi frames send the AP count
-    #    there). Content is binary and may contain 0D 0A, so a terminator is trusted only when
-    #    the CRC before it matches or a frame start follows it; failing both, only once the peer
-    #    has gone quiet (the first one, as traccar does).
+    # 2. A Wi-Fi frame's size follows from the counts it holds: date (6) + APs x 7 + cell count
+    #    + MCC + MNC + cells x 5.
+    if wifi:
+        cell_count_at = header + 1 + 6 + buf[2] * 7
+        if len(buf) > cell_count_at:
+            end = cell_count_at + 1 + 3 + buf[cell_count_at] * 5 + 2
+            if len(buf) >= end and buf[end - 2 : end] == b"\r\n":
+                return Cut(end)
+        elif mode is Mode.STREAM:
+            return None
+    # 3. Any other wrong length byte (gt06:188, gt06:37). Content is binary and may contain
+    #    0D 0A, so a terminator is trusted when the CRC before it matches; else only the first
+    #    one, as traccar does, once a frame start follows it or the peer has gone quiet.
     first_end = buf.find(b"\r\n", header + 1)
     end = first_end
     while end > 0:
-        if _gt06_crc_ok(buf[: end + 2], long_form) or buf[end + 2 : end + 4] in _GT06_STARTS:
+        if _gt06_crc_ok(buf[: end + 2], long_form):
             return Cut(end + 2)
         end = buf.find(b"\r\n", end + 1)
-    if first_end > 0 and mode is not Mode.STREAM:
+    if first_end > 0 and (
+        mode is not Mode.STREAM or buf[first_end + 2 : first_end + 4] in _GT06_STARTS
+    ):
         return Cut(first_end + 2)
     if first_end < 0 and mode is Mode.FINAL and len(buf) >= 5:
         # A truncated last frame (no 0D 0A at all): decode what there is; the CRC flags it.
