@@ -10,6 +10,7 @@ give each family well over 10^4 examples.
 from __future__ import annotations
 
 from functools import cache
+from itertools import pairwise
 import os
 
 from hypothesis import given, settings, strategies as st
@@ -34,9 +35,9 @@ def clean_frames(family: str) -> tuple[bytes, ...]:
         if not vector.uplink:
             continue
         once = decode_chunks([vector.raw])
-        if once and all(kind == "message" for kind, _ in once):
-            if decode_chunks([vector.raw * 2]) == once * 2:
-                frames.append(vector.raw)
+        clean = once and all(kind == "message" for kind, _ in once)
+        if clean and decode_chunks([vector.raw * 2]) == once * 2:
+            frames.append(vector.raw)
     return tuple(frames)
 
 
@@ -67,7 +68,7 @@ def streams(family: str) -> st.SearchStrategy[list[bytes]]:
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     """Cut `data` at the given offsets (sorted, deduplicated, in range)."""
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in pairwise(points)]
 
 
 def test_every_family_has_stream_material() -> None:
