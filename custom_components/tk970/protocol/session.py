@@ -68,6 +68,11 @@ class Skipped(NamedTuple):
 
 type Item = Decoded | Skipped
 
+#: What a splitter's None ("need more data") unpacks to in the loop.
+_NEED_MORE = (0, None, None)
+#: Building a NamedTuple through tuple.__new__ skips its Python-level __new__ (per message).
+_new_tuple = tuple.__new__
+
 
 @dataclass(slots=True)
 class SessionStats:
@@ -160,6 +165,7 @@ class Session:
     # -- the loop ---------------------------------------------------------------------------
 
     def _run(self, buf: bytes, mode: Mode) -> list[Item]:
+        # The hot path of the whole integration (bench/decode.py): one call per TCP read.
         items: list[Item] = []
         pos = 0
         end = len(buf)
@@ -179,15 +185,14 @@ class Session:
                     break
                 self.protocol = found.protocol
                 self._latched = not self.datagram
-            cut = SPLITTERS[self.protocol](view, mode)
-            if cut is None:
+            length, reason, payload = SPLITTERS[self.protocol](view, mode) or _NEED_MORE
+            if not length:
                 break
-            chunk = view[: cut.length]
-            pos += cut.length
-            if cut.is_frame:
-                self._decode(items, chunk, cut.payload)
-            elif cut.reason:
-                self._junk(items, chunk, cut.reason)
+            pos += length
+            if reason is None:
+                self._decode(items, view[:length] if length < len(view) else view, payload)
+            elif reason:
+                self._junk(items, view[:length], reason)
         self._buffer = buf[pos:] if pos < end else b""
         if len(self._buffer) > MAX_FRAME.get(self.protocol or Protocol.JT808, 0) + 1:
             # Splitters never ask to keep more than a frame; this guards the invariant.
@@ -214,17 +219,19 @@ class Session:
             _LOGGER.debug("Decoder error on %s frame %s", self.protocol, frame.hex(), exc_info=True)
             items.append(Skipped(f"decoder error: {err!r}", frame, self.protocol))
             return
+        messages = result.messages
+        stats = self.stats
+        if messages and messages[0].checksum_ok is False:
+            stats.checksum_failures += 1
         ack = result.ack
-        if any(message.checksum_ok is False for message in result.messages[:1]):
-            self.stats.checksum_failures += 1
-        for decoded in result.messages:
-            message = decoded
+        context = self.context
+        for message in messages:
             if message.protocol is Protocol.JT808 and message.time is not None:
-                message = self._learn_jt808_offset(message)
-            self.stats.messages += 1
-            if message.device_id and message.device_id != self.context.device_id:
-                self.context.device_id = message.device_id
-            items.append(Decoded(message, ack))
+                message = self._learn_jt808_offset(message)  # noqa: PLW2901
+            stats.messages += 1
+            if message.device_id and message.device_id != context.device_id:
+                context.device_id = message.device_id
+            items.append(_new_tuple(Decoded, (message, ack)))
             ack = None
 
     def _learn_jt808_offset(self, message: Message) -> Message:
