@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from homeassistant.components import automation
 from homeassistant.components.device_automation import DeviceAutomationType
 from homeassistant.core import HomeAssistant, ServiceCall, callback
-from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -50,7 +49,7 @@ async def tracker(loaded: MockConfigEntry) -> AsyncIterator[SimulatedTracker]:
 
 async def test_device_triggers_listed(hass: HomeAssistant, loaded: MockConfigEntry) -> None:
     """The automation editor offers one trigger per alarm kind for the tracker's device."""
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, IMEI)})
+    device = loaded.runtime_data.find_device()
     assert device is not None
     triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, device.id)
     types = {t["type"] for t in triggers if t["domain"] == DOMAIN}
@@ -61,7 +60,7 @@ async def test_sos_runs_an_automation(
     hass: HomeAssistant, loaded: MockConfigEntry, tracker: SimulatedTracker
 ) -> None:
     """An SOS from the tracker fires the device trigger (and only the SOS one)."""
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, IMEI)})
+    device = loaded.runtime_data.find_device()
     assert device is not None
     calls: list[ServiceCall] = []
 

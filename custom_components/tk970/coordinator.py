@@ -409,8 +409,16 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         if (cancel := self._hold_timers.pop(alarm, None)) is not None:
             cancel()
 
+    def find_device(self) -> dr.DeviceEntry | None:
+        """This tracker's device (the lookup that works on every supported release)."""
+        registry = dr.async_get(self.hass)
+        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
+            if (DOMAIN, self.identity) in device.identifiers:
+                return device
+        return None
+
     def _fire(self, alarm: Alarm, message: Message) -> None:
-        device = dr.async_get(self.hass).async_get_device(identifiers={(DOMAIN, self.identity)})
+        device = self.find_device()
         self.hass.bus.async_fire(
             EVENT_TK970,
             {
@@ -432,11 +440,10 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         return lambda: self._alarm_listeners.remove(listener)
 
     def _update_device(self) -> None:
-        registry = dr.async_get(self.hass)
-        device = registry.async_get_device(identifiers={(DOMAIN, self.identity)})
+        device = self.find_device()
         if device is None:
             return
-        registry.async_update_device(
+        dr.async_get(self.hass).async_update_device(
             device.id, model=self.model, sw_version=self.data.info.get("firmware")
         )
 
