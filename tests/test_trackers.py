@@ -335,3 +335,40 @@ async def test_report_to_state_latency(
         f"max {samples[-1] * 1000:.2f} ms"
     )
     assert len(samples) == 50
+
+
+async def test_discovery_flood_is_capped(
+    hass: HomeAssistant, entry: MockConfigEntry, make_tracker
+) -> None:
+    """Made-up IMEIs cannot bury the UI: at most MAX_PENDING_DISCOVERIES flows wait."""
+    from custom_components.tk970.const import MAX_PENDING_DISCOVERIES
+
+    strangers = [
+        await make_tracker("h02", "udp", identity=f"{4100000000 + number}")
+        for number in range(MAX_PENDING_DISCOVERIES + 5)
+    ]
+    for stranger in strangers:
+        await stranger.report()
+    await wait_for(
+        lambda: len(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
+        >= MAX_PENDING_DISCOVERIES
+    )
+    for stranger in strangers:  # a second round changes nothing
+        await stranger.report()
+    await hass.async_block_till_done()
+    assert len(hass.config_entries.flow.async_progress_by_handler(DOMAIN)) == (
+        MAX_PENDING_DISCOVERIES
+    )
+
+
+async def test_ignored_tracker_stays_ignored(
+    hass: HomeAssistant, entry: MockConfigEntry, make_tracker
+) -> None:
+    """A tracker the user chose to ignore is answered but never offered again."""
+    MockConfigEntry(domain=DOMAIN, unique_id=IMEI_UNKNOWN, source="ignore").add_to_hass(hass)
+    stranger: SimulatedTracker = await make_tracker("gt06", identity=IMEI_UNKNOWN)
+    await stranger.login()
+    await stranger.report()
+    await wait_for(lambda: len([d for d in stranger.received if d.kind == "ack"]) == 2)
+    await hass.async_block_till_done()
+    assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
