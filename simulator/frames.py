@@ -104,7 +104,7 @@ def _jt808_location_body(fix: Fix, utc_offset: timedelta) -> bytes:
         + round(abs(fix.latitude) * 1e6).to_bytes(4, "big")
         + round(abs(fix.longitude) * 1e6).to_bytes(4, "big")
         + round(fix.altitude_m).to_bytes(2, "big")
-        + round(fix.speed_kmh * 10).to_bytes(2, "big")
+        + min(0xFFFF, round(fix.speed_kmh * 10)).to_bytes(2, "big")
         + round(fix.course).to_bytes(2, "big")
         + bcd
     )

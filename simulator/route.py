@@ -1,0 +1,218 @@
+"""Driving a simulated tracker along a route: movement, stops, LBS stretches and tunnels.
+
+A `Route` is a closed loop of waypoints (built in, or read from a GPX file). `Drive` moves a
+`SimulatedTracker` along it in simulated real time: it reports every `interval` seconds, stops
+at marked waypoints (so a relay cut below 20 km/h can be shown), loses GNSS on some stretches
+(the report then has no valid fix), and drives through "tunnels" where it cannot reach the
+server at all and uploads the buffered fixes when it comes out. While the relay is cut the
+engine is off and the vehicle stands still.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+import logging
+import math
+from pathlib import Path
+import xml.etree.ElementTree as ET
+
+from .device import SimulatedTracker
+from .frames import Fix
+
+_LOGGER = logging.getLogger(__name__)
+
+EARTH_RADIUS_M = 6_371_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Waypoint:
+    """A point of the route; `stop` seconds are spent standing there."""
+
+    latitude: float
+    longitude: float
+    stop: float = 0.0
+    #: from here to the next waypoint: "gnss", "lbs" (no valid fix) or "tunnel" (no network)
+    stretch: str = "gnss"
+
+
+#: A 6 km loop around the Tiergarten in Berlin, with a stop at the Brandenburg Gate and at the
+#: Victory Column, an LBS-only stretch among the trees and a short tunnel.
+BUILTIN_LOOP = (
+    Waypoint(52.51627, 13.37770, stop=30),  # Brandenburg Gate
+    Waypoint(52.51450, 13.35010),
+    Waypoint(52.51450, 13.35010 - 0.0001, stop=20),  # Victory Column
+    Waypoint(52.51110, 13.33500, stretch="lbs"),
+    Waypoint(52.50920, 13.33700),
+    Waypoint(52.50860, 13.35500, stretch="tunnel"),
+    Waypoint(52.50960, 13.36900),
+    Waypoint(52.50990, 13.37610),  # Potsdamer Platz
+    Waypoint(52.51350, 13.37800),
+)
+
+
+def distance_m(a: Waypoint, b: Waypoint) -> float:
+    """Great-circle distance in metres."""
+    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
+    dlat = lat2 - lat1
+    dlon = math.radians(b.longitude - a.longitude)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+
+def bearing(a: Waypoint, b: Waypoint) -> float:
+    """Initial course from a to b, degrees from north."""
+    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
+    dlon = math.radians(b.longitude - a.longitude)
+    x = math.sin(dlon) * math.cos(lat2)
+    y = math.cos(lat1) * math.sin(lat2) - math.sin(lat1) * math.cos(lat2) * math.cos(dlon)
+    return (math.degrees(math.atan2(x, y)) + 360) % 360
+
+
+def load_gpx(path: Path) -> tuple[Waypoint, ...]:
+    """Read track points (or route points) from a GPX file as a loop."""
+    root = ET.parse(path).getroot()  # noqa: S314 - a local file the user chose
+    points = [
+        Waypoint(float(node.attrib["lat"]), float(node.attrib["lon"]))
+        for node in root.iter()
+        if node.tag.rsplit("}", 1)[-1] in ("trkpt", "rtept")
+    ]
+    if len(points) < 2:
+        raise ValueError(f"{path} has fewer than two track points")
+    return tuple(points)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the vehicle is at one moment of the drive."""
+
+    latitude: float
+    longitude: float
+    speed_kmh: float
+    course: float
+    stretch: str
+
+
+class Route:
+    """A closed loop driven at a cruising speed, with stops."""
+
+    def __init__(self, waypoints: tuple[Waypoint, ...], speed_kmh: float = 40.0) -> None:
+        """Precompute the legs."""
+        self.waypoints = waypoints
+        self.speed = speed_kmh / 3.6
+        self.legs = [
+            (a, b, distance_m(a, b))
+            for a, b in zip(waypoints, waypoints[1:] + waypoints[:1], strict=True)
+        ]
+        self.period = sum(a.stop + length / self.speed for a, _, length in self.legs)
+
+    def at(self, elapsed: float) -> Position:
+        """The position `elapsed` driving seconds after the start (the loop repeats)."""
+        t = elapsed % self.period if self.period else 0.0
+        for a, b, length in self.legs:
+            if t < a.stop:
+                return Position(a.latitude, a.longitude, 0.0, bearing(a, b), a.stretch)
+            t -= a.stop
+            duration = length / self.speed
+            if t < duration:
+                share = t / duration if duration else 0.0
+                return Position(
+                    a.latitude + (b.latitude - a.latitude) * share,
+                    a.longitude + (b.longitude - a.longitude) * share,
+                    self.speed * 3.6,
+                    bearing(a, b),
+                    a.stretch,
+                )
+            t -= duration
+        first = self.waypoints[0]
+        return Position(first.latitude, first.longitude, 0.0, 0.0, first.stretch)
+
+
+class Drive:
+    """Move a tracker along a route, report, and answer the server, until cancelled."""
+
+    def __init__(
+        self,
+        tracker: SimulatedTracker,
+        route: Route,
+        *,
+        interval: float = 10.0,
+        heartbeat_every: int = 6,
+        sos_every: float | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """Set the reporting cadence; `sos_every` seconds raises SOS on a schedule."""
+        self.tracker = tracker
+        self.route = route
+        self.interval = interval
+        self.heartbeat_every = heartbeat_every
+        self.sos_every = sos_every
+        self.clock = clock
+        self.driven = 0.0  # seconds of driving (the clock stops while the relay is cut)
+        self.buffered: list[Fix] = []
+        self._sos_requested = asyncio.Event()
+
+    def request_sos(self) -> None:
+        """Press the SOS button at the next tick."""
+        self._sos_requested.set()
+
+    def position(self) -> Position:
+        """Where the vehicle is now."""
+        return self.route.at(self.driven)
+
+    async def run(self) -> None:
+        """Drive forever (cancel to stop)."""
+        tracker = self.tracker
+        await tracker.connect()
+        await tracker.login()
+        tick = 0
+        since_sos = 0.0
+        while True:
+            await self.step(tick)
+            tick += 1
+            since_sos += self.interval
+            if self.sos_every and since_sos >= self.sos_every:
+                since_sos = 0.0
+                self._sos_requested.set()
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._sos_requested.wait()
+            except TimeoutError:
+                continue
+            self._sos_requested.clear()
+            _LOGGER.info("SOS pressed on the simulated tracker %s", tracker.identity)
+            await tracker.sos()
+
+    async def step(self, tick: int) -> None:
+        """Advance one interval and report what the tracker would."""
+        tracker = self.tracker
+        if not tracker.relay:
+            self.driven += self.interval
+        where = self.position()
+        speed = 0.0 if tracker.relay else where.speed_kmh
+        fix = replace(
+            tracker.fix,
+            time=self.clock(),
+            latitude=where.latitude,
+            longitude=where.longitude,
+            speed_kmh=speed,
+            course=where.course,
+            valid=where.stretch != "lbs",
+            ignition=not tracker.relay,
+            relay=tracker.relay,
+            sos=False,
+            vibration=False,
+        )
+        tracker.fix = fix
+        if where.stretch == "tunnel":
+            self.buffered.append(fix)  # no network: the device keeps it for later
+            return
+        if self.buffered:
+            _LOGGER.info("Leaving the tunnel: uploading %d buffered fixes", len(self.buffered))
+            await tracker.upload_buffered(self.buffered)
+            self.buffered = []
+        await tracker.report()
+        if tick % self.heartbeat_every == self.heartbeat_every - 1:
+            await tracker.heartbeat()
