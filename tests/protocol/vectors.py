@@ -48,7 +48,7 @@ class Vector:
     @property
     def uplink(self) -> bool:
         """Device to server."""
-        return self.data["direction"] == "uplink"
+        return bool(self.data["direction"] == "uplink")
 
 
 @cache
