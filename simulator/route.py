@@ -25,6 +25,8 @@ from .frames import Fix
 _LOGGER = logging.getLogger(__name__)
 
 EARTH_RADIUS_M = 6_371_000.0
+#: Reports that still carry the SOS state after the button was pressed.
+SOS_REPORTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,7 @@ class Drive:
         self.driven = 0.0  # seconds of driving (the clock stops while the relay is cut)
         self.buffered: list[Fix] = []
         self._sos_requested = asyncio.Event()
+        self._sos_reports = 0
 
     def request_sos(self) -> None:
         """Press the SOS button at the next tick."""
@@ -167,6 +170,7 @@ class Drive:
         tracker = self.tracker
         await tracker.connect()
         await tracker.login()
+        loop = asyncio.get_running_loop()
         tick = 0
         since_sos = 0.0
         while True:
@@ -176,14 +180,19 @@ class Drive:
             if self.sos_every and since_sos >= self.sos_every:
                 since_sos = 0.0
                 self._sos_requested.set()
-            try:
-                async with asyncio.timeout(self.interval):
-                    await self._sos_requested.wait()
-            except TimeoutError:
-                continue
-            self._sos_requested.clear()
-            _LOGGER.info("SOS pressed on the simulated tracker %s", tracker.identity)
-            await tracker.sos()
+            # Wait out the interval; an SOS press is sent at once, and the next reports keep
+            # the alarm state for a while, as devices do until they see it handled.
+            deadline = loop.time() + self.interval
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._sos_requested.wait()
+                except TimeoutError:
+                    break
+                self._sos_requested.clear()
+                _LOGGER.info("SOS pressed on the simulated tracker %s", tracker.identity)
+                self._sos_reports = SOS_REPORTS
+                await tracker.sos()
 
     async def step(self, tick: int) -> None:
         """Advance one interval and report what the tracker would."""
@@ -202,9 +211,10 @@ class Drive:
             valid=where.stretch != "lbs",
             ignition=not tracker.relay,
             relay=tracker.relay,
-            sos=False,
+            sos=self._sos_reports > 0,
             vibration=False,
         )
+        self._sos_reports = max(0, self._sos_reports - 1)
         tracker.fix = fix
         if where.stretch == "tunnel":
             self.buffered.append(fix)  # no network: the device keeps it for later

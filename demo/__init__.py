@@ -1,0 +1,1 @@
+"""The one-command demo (`scripts/demo`): Home Assistant, the integration, a simulated TK970."""
