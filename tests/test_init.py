@@ -137,12 +137,13 @@ async def test_unload_is_prompt_with_a_tracker_connected(
     assert port_is_free(port)
 
 
-async def test_restart_restores_without_firing_again(
-    hass: HomeAssistant, port: int, tracker: SimulatedTracker
-) -> None:
-    """After a restart the position, relay and SOS come back; a replayed SOS is not new."""
+async def test_restart_restores_without_firing_again(hass: HomeAssistant, port: int) -> None:
+    """After a restart the position and SOS come back; a replayed SOS is not new."""
     entry = make_entry(port=port)
     await setup(hass, entry)
+    sos_time = dt_util.utcnow().replace(microsecond=0)
+    clock = sos_time
+    tracker = SimulatedTracker(IMEI, protocol="jt808", port=port, clock=lambda: clock)
     await tracker.connect()
     await tracker.login()
     await tracker.report(latitude=47.0, longitude=8.0)
@@ -152,7 +153,6 @@ async def test_restart_restores_without_firing_again(
     tracker_id = entity_id(hass, "device_tracker", IMEI)
     await wait_for_state(hass, sos, lambda s: s.state == STATE_ON)
     fired = hass.states.get(event).state
-    sos_frame_time = tracker.fix.time
     await tracker.close()
 
     assert await hass.config_entries.async_reload(entry.entry_id)
@@ -162,10 +162,11 @@ async def test_restart_restores_without_firing_again(
     assert hass.states.get(tracker_id).attributes["latitude"] == pytest.approx(47.0)
 
     # The tracker reconnects and replays the SOS it buffered: same device time, no new event.
-    replay = SimulatedTracker(IMEI, protocol="jt808", port=port, clock=lambda: sos_frame_time)
+    replay = SimulatedTracker(IMEI, protocol="jt808", port=port, clock=lambda: clock)
     await replay.connect()
     await replay.login()
     await replay.sos()
+    clock = sos_time + timedelta(seconds=2)
     await replay.report(latitude=47.5, longitude=8.0)
     await wait_for_state(
         hass, tracker_id, lambda s: s.attributes.get("latitude") == pytest.approx(47.5)

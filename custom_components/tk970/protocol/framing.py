@@ -148,6 +148,11 @@ def split_jt808(buf: bytes, mode: Mode) -> Cut | None:
         return Cut(1, "")
     end = buf.find(b"\x7e", 1)
     if end < 0:
+        expected = _jt808_expected_length(buf[1:5])
+        if expected is not None and len(buf) > 2 * expected + 2:
+            # Longer than the header's frame could be even fully escaped: its closing flag
+            # was lost. Give up on this start so the bytes after it can be framed.
+            return Cut(1, "JT808 frame without its closing flag")
         return _incomplete(buf, mode, MAX_JT808, ())
     if end == 1:
         # "7E 7E": the first flag ended a frame we never saw (we joined mid-stream).
