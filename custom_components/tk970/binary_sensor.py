@@ -14,7 +14,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import TK970ConfigEntry, TrackerCoordinator, TrackerState
+from .coordinator import TK970ConfigEntry, TrackerState
 from .entity import TK970Entity
 from .protocol import Alarm
 
@@ -71,7 +71,7 @@ async def async_setup_entry(
     """Add the binary sensors."""
     coordinator = entry.runtime_data
     async_add_entities(
-        TK970BinarySensor(coordinator, description) for description in BINARY_SENSORS
+        TK970BinarySensor(coordinator, description=description) for description in BINARY_SENSORS
     )
 
 
@@ -79,13 +79,6 @@ class TK970BinarySensor(TK970Entity, BinarySensorEntity):
     """A binary sensor of the tracker."""
 
     entity_description: TK970BinarySensorDescription
-
-    def __init__(
-        self, coordinator: TrackerCoordinator, description: TK970BinarySensorDescription
-    ) -> None:
-        """Bind the description."""
-        super().__init__(coordinator, description.key)
-        self.entity_description = description
 
     @property
     def is_on(self) -> bool | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN, MANUFACTURER
@@ -14,9 +15,18 @@ class TK970Entity(CoordinatorEntity[TrackerCoordinator]):
 
     _attr_has_entity_name = True
 
-    def __init__(self, coordinator: TrackerCoordinator, key: str | None) -> None:
-        """Set the unique ID (`IMEI` or `IMEI_key`) and the device."""
+    def __init__(
+        self,
+        coordinator: TrackerCoordinator,
+        key: str | None = None,
+        *,
+        description: EntityDescription | None = None,
+    ) -> None:
+        """Set the unique ID (`IMEI`, or `IMEI_key` with the key or the description's key)."""
         super().__init__(coordinator)
+        if description is not None:
+            self.entity_description = description
+            key = description.key
         identity = coordinator.identity
         self._attr_unique_id = identity if key is None else f"{identity}_{key}"
         self._attr_device_info = DeviceInfo(

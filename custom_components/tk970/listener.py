@@ -109,6 +109,17 @@ class Link:
 
 
 @dataclass(slots=True, eq=False)
+class _Peer:
+    """Where decoded items came from, and the way back: one per TCP connection or datagram."""
+
+    session: Session
+    transport: str  #: "tcp" or "udp"
+    address: Address
+    send: Callable[[bytes], None]
+    connection: _TcpConnection | None = None  #: the TCP connection (None for UDP)
+
+
+@dataclass(slots=True, eq=False)
 class _Pending:
     command: Command
     sent: EncodedCommand
@@ -297,46 +308,32 @@ class Listener:
 
     # -- from the connections ---------------------------------------------------------------
 
-    def _handle_items(
-        self,
-        items: list[Item],
-        session: Session,
-        transport: str,
-        address: Address,
-        send: Callable[[bytes], None],
-        owner: _TcpConnection | None,
-    ) -> None:
+    def _handle_items(self, items: list[Item], peer: _Peer) -> None:
         """Send replies, deliver messages, log skips; never raises."""
         for item in items:
             if isinstance(item, Skipped):
                 self.stats.skipped += 1
+                host = str(peer.address[0]) if peer.address else "?"
                 self._log.warning(
-                    (str(address[0]) if address else "?", item.reason),
+                    (host, item.reason),
                     "Port %s: skipped %d bytes from %s (%s, %s): %s; hex %s",
                     self.port,
                     len(item.raw),
-                    address[0] if address else "?",
-                    transport,
+                    host,
+                    peer.transport,
                     item.protocol.value if item.protocol else "unknown protocol",
                     item.reason,
                     item.raw[:64].hex(),
                 )
                 continue
-            self._deliver(item, session, transport, address, send, owner)
+            self._deliver(item, peer)
 
-    def _deliver(
-        self,
-        item: Decoded,
-        session: Session,
-        transport: str,
-        address: Address,
-        send: Callable[[bytes], None],
-        owner: _TcpConnection | None,
-    ) -> None:
+    def _deliver(self, item: Decoded, peer: _Peer) -> None:
         if item.ack is not None:
-            send(item.ack)
+            peer.send(item.ack)
             self.stats.replies += 1
         message = item.message
+        session = peer.session
         identity = message.device_id or session.device_id
         if not identity:
             return  # a GT06 frame before its login: answered, but nobody to give it to
@@ -344,19 +341,22 @@ class Listener:
         now = self._clock()
         link = self._links.get(identity)
         if link is None or link.session is not session:
-            if link is not None and owner is not None and link.transport == "tcp":
-                _LOGGER.debug("%s reconnected from %s", identity, address[0])
-            link = Link(identity, message.protocol, transport, address, session, send, now, now)
+            if link is not None:
+                _LOGGER.debug("%s reconnected from %s", identity, peer.address[0])
+            link = Link(
+                identity, message.protocol, peer.transport, peer.address, session, peer.send,
+                now, now,
+            )  # fmt: skip
             self._links[identity] = link
-            if owner is not None:
-                owner.identities.add(identity)
+            if peer.connection is not None:
+                peer.connection.identities.add(identity)
             if self._on_link is not None:
                 self._on_link(identity, link)
         else:
             link.last_seen = now
             link.last_seen_monotonic = time.monotonic()
-            link.address = address
-            link.send = send
+            link.address = peer.address
+            link.send = peer.send
         for pending in list(self._pending.get(identity, ())):
             outcome = _outcome(pending, session, message)
             if outcome is not None and not pending.future.done():
@@ -366,15 +366,19 @@ class Listener:
         except Exception:
             _LOGGER.exception("Error handling a message from %s", identity)
 
+    def _drop_link(self, identity: str | None, session: Session, reason: str) -> None:
+        """Forget `identity`'s link if it still runs over `session`; fail its commands."""
+        link = self._links.get(identity) if identity else None
+        if identity and link is not None and link.session is session:
+            del self._links[identity]
+            self._fail_pending(identity, reason)
+            if self._on_link is not None:
+                self._on_link(identity, None)
+
     def _connection_lost(self, connection: _TcpConnection) -> None:
         self._connections.discard(connection)
         for identity in connection.identities:
-            link = self._links.get(identity)
-            if link is not None and link.session is connection.session:
-                del self._links[identity]
-                self._fail_pending(identity, "connection closed")
-                if self._on_link is not None:
-                    self._on_link(identity, None)
+            self._drop_link(identity, connection.session, "connection closed")
 
     def _fail_pending(self, identity: str, reason: str) -> None:
         for pending in self._pending.get(identity, ()):
@@ -387,17 +391,8 @@ class Listener:
         self._udp_peers[address] = (session, time.monotonic())
         if len(self._udp_peers) > MAX_UDP_PEERS:
             _, (old_session, _) = self._udp_peers.popitem(last=False)
-            self._forget_udp(old_session)
+            self._drop_link(old_session.device_id, old_session, "UDP peer forgotten")
         return session
-
-    def _forget_udp(self, session: Session) -> None:
-        identity = session.device_id
-        link = self._links.get(identity) if identity else None
-        if identity and link is not None and link.session is session:
-            del self._links[identity]
-            self._fail_pending(identity, "UDP peer forgotten")
-            if self._on_link is not None:
-                self._on_link(identity, None)
 
     def _sweep(self) -> None:
         """Close silent TCP connections and forget silent UDP peers."""
@@ -411,7 +406,7 @@ class Listener:
             if now - seen <= UDP_PEER_TIMEOUT:
                 break
             del self._udp_peers[address]
-            self._forget_udp(session)
+            self._drop_link(session.device_id, session, "UDP peer forgotten")
         if self._loop is not None:
             self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -474,11 +469,12 @@ class _TcpConnection(asyncio.Protocol):
         self.peer: Address = ()
         self.last_activity = time.monotonic()
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._peer = _Peer(self.session, "tcp", (), self._write, self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.peer = transport.get_extra_info("peername") or ()
+        self.peer = self._peer.address = transport.get_extra_info("peername") or ()
         listener = self.listener
         if len(listener._connections) >= MAX_CONNECTIONS:  # noqa: SLF001 - same module
             listener.stats.connections_refused += 1
@@ -499,9 +495,7 @@ class _TcpConnection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         listener = self.listener
         items = self.session.feed(data, listener._clock())  # noqa: SLF001
-        listener._handle_items(  # noqa: SLF001
-            items, self.session, "tcp", self.peer, self._write, self
-        )
+        listener._handle_items(items, self._peer)  # noqa: SLF001
         self._arm_flush()
 
     def eof_received(self) -> bool | None:
@@ -538,9 +532,7 @@ class _TcpConnection(asyncio.Protocol):
         listener = self.listener
         now = listener._clock()  # noqa: SLF001
         items = self.session.close(now) if final else self.session.flush(now)
-        listener._handle_items(  # noqa: SLF001
-            items, self.session, "tcp", self.peer, self._write, self
-        )
+        listener._handle_items(items, self._peer)  # noqa: SLF001
 
 
 class _UdpEndpoint(asyncio.DatagramProtocol):
@@ -565,7 +557,7 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
                 transport.sendto(reply, addr)
 
         items = session.feed(data, listener._clock())  # noqa: SLF001
-        listener._handle_items(items, session, "udp", addr, send, None)  # noqa: SLF001
+        listener._handle_items(items, _Peer(session, "udp", addr, send))  # noqa: SLF001
 
     def error_received(self, exc: Exception) -> None:
         _LOGGER.debug("Port %s: UDP error %s", self.listener.port, exc)

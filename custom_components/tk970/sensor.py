@@ -23,7 +23,7 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import TK970ConfigEntry, TrackerCoordinator, TrackerState
+from .coordinator import TK970ConfigEntry, TrackerState
 from .entity import TK970Entity
 
 PARALLEL_UPDATES = 0
@@ -130,20 +130,13 @@ async def async_setup_entry(
 ) -> None:
     """Add the sensors."""
     coordinator = entry.runtime_data
-    async_add_entities(TK970Sensor(coordinator, description) for description in SENSORS)
+    async_add_entities(TK970Sensor(coordinator, description=description) for description in SENSORS)
 
 
 class TK970Sensor(TK970Entity, SensorEntity):
     """A sensor of the tracker."""
 
     entity_description: TK970SensorDescription
-
-    def __init__(
-        self, coordinator: TrackerCoordinator, description: TK970SensorDescription
-    ) -> None:
-        """Bind the description."""
-        super().__init__(coordinator, description.key)
-        self.entity_description = description
 
     @property
     def native_value(self) -> SensorValue:
