@@ -350,8 +350,10 @@ async def test_discovery_flood_is_capped(
     for stranger in strangers:
         await stranger.report()
     await wait_for(
-        lambda: len(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
-        >= MAX_PENDING_DISCOVERIES
+        lambda: (
+            len(hass.config_entries.flow.async_progress_by_handler(DOMAIN))
+            >= MAX_PENDING_DISCOVERIES
+        )
     )
     for stranger in strangers:  # a second round changes nothing
         await stranger.report()
