@@ -220,6 +220,7 @@ class Listener:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        self._loop = None  # no sweep is armed again after this
         for transport in self._udp:
             transport.close()
         self._udp.clear()
@@ -407,6 +408,8 @@ class Listener:
                 break
             del self._udp_peers[address]
             self._drop_link(session.device_id, session, "UDP peer forgotten")
+        if self._sweeper is not None:
+            self._sweeper.cancel()  # a sweep run by hand must not leave two timers
         if self._loop is not None:
             self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
