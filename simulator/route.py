@@ -40,12 +40,13 @@ class Waypoint:
     stretch: str = "gnss"
 
 
-#: A 6 km loop around the Tiergarten in Berlin, with a stop at the Brandenburg Gate and at the
-#: Victory Column, an LBS-only stretch among the trees and a short tunnel.
+#: A 6 km loop around the Tiergarten in Berlin, with a short stop at the Brandenburg Gate and a
+#: longer one at the Victory Column (time to cut the engine), an LBS-only stretch among the
+#: trees and a short tunnel.
 BUILTIN_LOOP = (
-    Waypoint(52.51627, 13.37770, stop=30),  # Brandenburg Gate
+    Waypoint(52.51627, 13.37770, stop=10),  # Brandenburg Gate
     Waypoint(52.51450, 13.35010),
-    Waypoint(52.51450, 13.35010 - 0.0001, stop=20),  # Victory Column
+    Waypoint(52.51450, 13.35010 - 0.0001, stop=45),  # Victory Column
     Waypoint(52.51110, 13.33500, stretch="lbs"),
     Waypoint(52.50920, 13.33700),
     Waypoint(52.50860, 13.35500, stretch="tunnel"),
