@@ -82,7 +82,8 @@ def log_in(page: Page, base: str, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name=re.compile("log in", re.IGNORECASE)).click()
-    page.wait_for_url(re.compile(r"^(?!.*auth/authorize).*$"), timeout=60_000)
+    # Logged in once the app has exchanged the code for tokens and drawn its sidebar.
+    expect(page.locator("ha-sidebar")).to_be_visible(timeout=60_000)
 
 
 def check(page: Page, base: str, shots: Path) -> list[str]:
