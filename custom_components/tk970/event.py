@@ -47,8 +47,7 @@ class TK970AlarmEvent(TK970Entity, EventEntity):
         attributes: dict[str, object] = {"protocol": message.protocol.value}
         if message.time is not None:
             attributes["alarm_time"] = message.time.isoformat()
-        if message.valid and message.latitude is not None:
-            attributes["latitude"] = message.latitude
-            attributes["longitude"] = message.longitude
+        # No latitude/longitude attributes: the map would draw the event as a second marker.
+        # The position is on the tracker entity, and in the tk970_event bus event.
         self._trigger_event(alarm.value, attributes)
         self.async_write_ha_state()
