@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 import io
 import json
 import subprocess
@@ -89,6 +90,23 @@ def test_jt808_utc_flag(capsys: pytest.CaptureFixture[str]) -> None:
     _, utc = run(["--jt808-utc", data], capsys)
     assert gmt8[0]["time"] == "2026-11-24T08:00:00+00:00"
     assert utc[0]["time"] == "2026-11-24T16:00:00+00:00"
+
+
+def test_stream_times_do_not_depend_on_the_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    """Pasted JT808 reports are not live: the CLI never re-learns the device clock from them."""
+    from simulator import Fix, frames
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    report = frames.jt808_location("013511221122", 1, Fix(time=now, latitude=1, longitude=2))
+    utc_device = frames.jt808_location(
+        "013511221122", 2, Fix(time=now, latitude=1, longitude=2), utc_offset=timedelta(0)
+    )
+    _, lines = run(["--stream", report.hex(), utc_device.hex(), utc_device.hex()], capsys)
+    assert [line["time"] for line in lines] == [
+        now.isoformat(),
+        (now - timedelta(hours=8)).isoformat(),
+        (now - timedelta(hours=8)).isoformat(),
+    ]
 
 
 def test_stdin_lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,7 +48,7 @@ def _render(items: Iterable[Item], out: TextIO) -> bool:
 def decode(inputs: Iterable[str], *, stream: bool, jt808_offset: timedelta, out: TextIO) -> int:
     """Decode hex inputs and print the results; return the exit status."""
     failed = False
-    session = Session(jt808_utc_offset=jt808_offset) if stream else None
+    session = Session(jt808_utc_offset=jt808_offset, learn_jt808_offset=False) if stream else None
     for text in inputs:
         if not text.strip():
             continue
@@ -57,7 +57,9 @@ def decode(inputs: Iterable[str], *, stream: bool, jt808_offset: timedelta, out:
             failed |= _render_error(f"invalid hex input: {text.strip()[:80]}", out)
             continue
         now = datetime.now(UTC)
-        current = session or Session(datagram=True, jt808_utc_offset=jt808_offset)
+        current = session or Session(
+            datagram=True, jt808_utc_offset=jt808_offset, learn_jt808_offset=False
+        )
         failed |= _render(current.feed(data, now), out)
     if session is not None:
         failed |= _render(session.close(datetime.now(UTC)), out)

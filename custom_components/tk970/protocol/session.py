@@ -96,14 +96,21 @@ class Session:
         datagram: bool = False,
         protocol: Protocol | None = None,
         jt808_utc_offset: timedelta = JT808_DEFAULT_OFFSET,
+        learn_jt808_offset: bool = True,
     ) -> None:
-        """Start a session; `datagram` decodes each `feed` on its own (UDP)."""
+        """Start a session; `datagram` decodes each `feed` on its own (UDP).
+
+        `learn_jt808_offset` lets live JT808 reports correct the clock offset; the decoder CLI
+        turns it off, since pasted frames are not live and its output must not depend on when
+        it runs.
+        """
         self.datagram = datagram
         self.protocol = protocol
         self.context = Context(jt808_utc_offset=jt808_utc_offset)
         self.stats = SessionStats()
         self._buffer = b""
         self._latched = protocol is not None
+        self._learn = learn_jt808_offset
         self._offset_candidate: timedelta | None = None
         self._offset_votes = 0
 
@@ -226,7 +233,7 @@ class Session:
         ack = result.ack
         context = self.context
         for message in messages:
-            if message.protocol is Protocol.JT808 and message.time is not None:
+            if self._learn and message.protocol is Protocol.JT808 and message.time is not None:
                 message = self._learn_jt808_offset(message)  # noqa: PLW2901
             stats.messages += 1
             if message.device_id and message.device_id != context.device_id:
