@@ -192,7 +192,9 @@ class Drive:
                     break
                 self._sos_requested.clear()
                 _LOGGER.info("SOS pressed on the simulated tracker %s", tracker.identity)
-                self._sos_reports = SOS_REPORTS
+                # JT808 clears its SOS flag once the server answered it (protocols.md §3.4);
+                # status-word families show the alarm for a few more reports.
+                self._sos_reports = 0 if tracker.protocol == "jt808" else SOS_REPORTS
                 await tracker.sos()
 
     async def step(self, tick: int) -> None:

@@ -178,3 +178,29 @@ async def test_options(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None
         CONF_RELAY_DIALECT: "gt06_dyd",
         CONF_RELAY_PASSWORD: "000000",
     }
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_user_adds_a_tracker_whose_discovery_card_is_open(hass: HomeAssistant) -> None:
+    """The tracker connected first (a card is waiting); typing its IMEI still adds it."""
+    discovered = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_INTEGRATION_DISCOVERY}, data=DISCOVERY
+    )
+    assert discovered["type"] is FlowResultType.FORM
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_IMEI: IMEI})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_user_same_tracker_with_leading_zero_aborts(hass: HomeAssistant) -> None:
+    """`0…` and the same digits without it are one tracker (interfaces.md §3)."""
+    make_entry("86496077582164").add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_IMEI: "0086496077582164"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"

@@ -11,6 +11,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -245,3 +246,94 @@ async def test_wait_for_helper_times_out() -> None:
     """The polling helper gives up (so a broken test fails instead of hanging)."""
     with pytest.raises(TimeoutError):
         await wait_for(lambda: False, within=0.05)
+
+
+async def test_permission_error_is_not_retried(
+    hass: HomeAssistant, port: int, issue_registry: ir.IssueRegistry
+) -> None:
+    """No permission for the port (below 1024) will not fix itself: setup error, repair."""
+    from unittest.mock import patch
+
+    with patch(
+        "custom_components.tk970.listener.Listener.start",
+        side_effect=PermissionError(13, "Permission denied"),
+    ):
+        entry = make_entry(port=port)
+        await setup(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    issue = issue_registry.async_get_issue(DOMAIN, port_issue_id(port))
+    assert issue is not None
+    assert issue.translation_key == "port_error"
+    # Removing the tracker removes the repair that only concerned its port.
+    await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, port_issue_id(port)) is None
+
+
+async def test_removing_a_tracker_deletes_its_saved_state(
+    hass: HomeAssistant, port: int, tracker: SimulatedTracker, hass_storage: dict
+) -> None:
+    """Nothing of a deleted tracker stays in Home Assistant's storage."""
+    entry = make_entry(port=port)
+    await setup(hass, entry)
+    await tracker.connect()
+    await tracker.login()
+    await tracker.report(latitude=3.0, longitude=4.0)
+    await wait_for(lambda: entry.runtime_data.data.latitude is not None)
+    await tracker.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    key = f"{DOMAIN}.{entry.entry_id}"
+    assert hass_storage[key]["data"]["latitude"] == 3.0
+    await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage
+
+
+async def test_options_apply_without_dropping_the_connection(
+    hass: HomeAssistant, port: int
+) -> None:
+    """Changing options does not reload: the tracker stays connected; a new hold time applies."""
+    entry = make_entry(port=port)
+    await setup(hass, entry)
+    # GPS103 reports vibration as an event only, so the hold time is what clears it.
+    device = SimulatedTracker(IMEI, protocol="gps103", port=port)
+    await device.connect()
+    await device.login()
+    await device.vibration()
+    vibration = entity_id(hass, "binary_sensor", f"{IMEI}_vibration")
+    await wait_for_state(hass, vibration, lambda s: s.state == STATE_ON)
+    link = entry.runtime_data.link
+    hass.config_entries.async_update_entry(entry, options={"alarm_hold_minutes": 1})
+    await hass.async_block_till_done()
+    assert entry.runtime_data.link is link  # the same connection: no reload happened
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=2))
+    await hass.async_block_till_done()
+    assert hass.states.get(vibration).state == STATE_OFF
+    await device.close()
+
+
+async def test_update_entity_is_harmless(hass: HomeAssistant, port: int) -> None:
+    """`homeassistant.update_entity` on a pushed entity just re-renders it."""
+    entry = make_entry(port=port)
+    await setup(hass, entry)
+    assert await async_setup_component(hass, "homeassistant", {})
+    battery = entity_id(hass, "sensor", f"{IMEI}_battery")
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": battery}, blocking=True
+    )
+
+
+async def test_disconnect_is_seen_after_another_entry_joins(
+    hass: HomeAssistant, port: int, tracker: SimulatedTracker
+) -> None:
+    """Adding a second tracker on the port must not make the first one's hang-up go unseen."""
+    first = make_entry(IMEI, port)
+    await setup(hass, first)
+    await tracker.connect()
+    await tracker.login()
+    connected = entity_id(hass, "binary_sensor", f"{IMEI}_connected")
+    await wait_for_state(hass, connected, lambda s: s.state == STATE_ON)
+    await setup(hass, make_entry(IMEI_2, port, name="Car"))
+    await tracker.close()
+    await wait_for_state(hass, connected, lambda s: s.state == STATE_OFF)
+    assert first.runtime_data.link is None

@@ -37,13 +37,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
-        self.links: list[tuple[str, Link | None]] = []
+        self.links: list[tuple[str, bool]] = []
 
     def message(self, link: Link, message: Message) -> None:
         self.messages.append(message)
 
-    def link(self, identity: str, link: Link | None) -> None:
-        self.links.append((identity, link))
+    def link(self, link: Link, connected: bool) -> None:
+        self.links.append((link.identity, connected))
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ async def test_udp_peers_are_bounded(
         devices.append(device)
         await wait_for(lambda number=number: len(recorder.messages) == number + 1)
     assert set(listener.links) == {"4100000001", "4100000002"}
-    assert ("4100000000", None) in recorder.links
+    assert ("4100000000", False) in recorder.links
     monkeypatch.setattr(listener_module, "UDP_PEER_TIMEOUT", 0.0)
     listener._sweep()
     assert listener.links == {}

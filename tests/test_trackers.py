@@ -6,6 +6,7 @@ to 127.0.0.1 and checks what Home Assistant shows, and what the tracker received
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 import time
@@ -150,19 +151,25 @@ async def test_relay_cut_and_restore_confirmed(
     assert hass.states.get(relay).state == STATE_OFF
 
 
-async def test_relay_gps103_is_assumed(
+async def test_relay_gps103_cannot_be_confirmed(
     hass: HomeAssistant, entry: MockConfigEntry, make_tracker
 ) -> None:
-    """GPS103 never confirms: the command goes out and the switch says its state is assumed."""
+    """GPS103 never confirms: the command goes out, the user gets an error, nothing moves.
+
+    The switch says its state is assumed, and a relay state nobody confirmed is never shown.
+    """
     tracker: SimulatedTracker = await make_tracker("gps103")
     await tracker.login()
     relay = ids(hass)["relay"]
     await wait_for_state(hass, relay, lambda s: s.state != STATE_UNAVAILABLE)
-    await hass.services.async_call("switch", "turn_on", {"entity_id": relay}, blocking=True)
-    await wait_for(lambda: tracker.relay is True)
-    state = hass.states.get(relay)
-    assert state.state == STATE_ON
-    assert state.attributes["assumed_state"] is True
+    assert hass.states.get(relay).attributes["assumed_state"] is True
+    before = hass.states.get(relay).state
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call("switch", "turn_on", {"entity_id": relay}, blocking=True)
+    assert err.value.translation_key == "relay_unconfirmable"
+    assert err.value.translation_placeholders == {"protocol": "GPS103"}
+    await wait_for(lambda: tracker.relay is True)  # the command did reach the device
+    assert hass.states.get(relay).state == before
 
 
 @pytest.mark.parametrize("protocol", CONFIRMING)
@@ -375,3 +382,101 @@ async def test_ignored_tracker_stays_ignored(
     await wait_for(lambda: len([d for d in stranger.received if d.kind == "ack"]) == 2)
     await hass.async_block_till_done()
     assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+
+
+async def test_a_wrong_clock_does_not_freeze_the_map_or_swallow_sos(
+    hass: HomeAssistant, entry: MockConfigEntry, make_tracker
+) -> None:
+    """One report dated hours ahead (bad RTC, unlearned zone) must not make later ones 'old'."""
+    from homeassistant.util import dt as dt_util
+
+    ahead = dt_util.utcnow() + timedelta(hours=3)
+    clock = [ahead]
+    tracker: SimulatedTracker = await make_tracker("gt06", clock=lambda: clock[0])
+    await tracker.login()
+    entities = ids(hass)
+    await tracker.sos()
+    await wait_for_state(hass, entities["sos"], lambda s: s.state == STATE_ON)
+    first = hass.states.get(entities["event"]).state
+    clock[0] = dt_util.utcnow()
+    await tracker.report(latitude=21.0, longitude=22.0)
+    await wait_for_state(
+        hass, entities["tracker"], lambda s: s.attributes.get("latitude") == pytest.approx(21.0)
+    )
+    clock[0] = dt_util.utcnow() + timedelta(seconds=2)  # a second press, moments later
+    await tracker.sos()
+    await wait_for_state(hass, entities["event"], lambda s: s.state != first)
+
+
+async def test_a_newer_status_wins_over_the_command_answer(
+    hass: HomeAssistant, entry: MockConfigEntry, make_tracker
+) -> None:
+    """The device answers "Success" and, in the same read, a status with the relay off: off."""
+    from simulator import frames
+
+    tracker: SimulatedTracker = await make_tracker("gt06", answer_commands=False)
+    await tracker.login()
+    relay = ids(hass)["relay"]
+    await wait_for_state(hass, relay, lambda s: s.state != STATE_UNAVAILABLE)
+
+    async def answer() -> None:
+        command = await tracker.wait_for(lambda d: d.kind == "command")
+        parsed = frames.gt06_command(command.raw)
+        assert parsed is not None
+        reply = frames.gt06_command_reply(parsed[0], "Cut off the fuel supply: Success!", 50)
+        status = frames.gt06_heartbeat(tracker.fix, 51)  # relay bit clear
+        await tracker.send(reply + status)
+
+    answering = asyncio.create_task(answer())
+    await hass.services.async_call("switch", "turn_on", {"entity_id": relay}, blocking=True)
+    await answering
+    assert hass.states.get(relay).state == STATE_OFF
+
+
+async def test_a_fallback_position_keeps_the_last_speed(
+    hass: HomeAssistant, entry: MockConfigEntry, make_tracker
+) -> None:
+    """An LBS position carries no speed: the speed guard must not read it as 'stopped'."""
+    from custom_components.tk970.protocol import Message, MessageType, PositionSource, Protocol
+
+    tracker: SimulatedTracker = await make_tracker("jt808")
+    await tracker.login()
+    await tracker.report(speed_kmh=70.0)
+    coordinator = entry.runtime_data
+    await wait_for(lambda: coordinator.data.speed_kmh == pytest.approx(70.0))
+    assert coordinator.link is not None
+    coordinator.async_handle_message(
+        coordinator.link,
+        Message(
+            protocol=Protocol.JT808,
+            type=MessageType.LBS,
+            latitude=52.6,
+            longitude=13.5,
+            position_source=PositionSource.LBS,
+        ),
+    )
+    assert coordinator.data.latitude == pytest.approx(52.6)
+    assert coordinator.data.accuracy == 1000
+    assert coordinator.data.speed_kmh == pytest.approx(70.0)
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            "switch", "turn_on", {"entity_id": ids(hass)["relay"]}, blocking=True
+        )
+
+
+async def test_status_frames_do_not_rewrite_the_tracker_state(
+    hass: HomeAssistant, entry: MockConfigEntry, make_tracker
+) -> None:
+    """Heartbeats change nothing on the map, so they record no new tracker state."""
+    tracker: SimulatedTracker = await make_tracker("gt06")
+    await tracker.login()
+    await tracker.report(latitude=1.0, longitude=2.0)
+    tracker_id = ids(hass)["tracker"]
+    state = await wait_for_state(
+        hass, tracker_id, lambda s: s.attributes.get("latitude") == pytest.approx(1.0)
+    )
+    for _ in range(3):
+        await tracker.heartbeat()
+    await wait_for(lambda: len([d for d in tracker.received if d.detail == "13"]) == 3)
+    await hass.async_block_till_done()
+    assert hass.states.get(tracker_id).last_updated == state.last_updated

@@ -6,15 +6,15 @@ first entry), restores the tracker's saved state and forwards the platforms.
 
 from __future__ import annotations
 
-from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
-from homeassistant.core import Event, HomeAssistant
-from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .const import CONF_PORT, DEFAULT_PORT, DOMAIN
-from .coordinator import TK970ConfigEntry, TrackerCoordinator
-from .hub import async_acquire_hub, async_release_hub, async_stop_all
+from .coordinator import TK970ConfigEntry, TrackerCoordinator, async_remove_saved_state
+from .hub import async_acquire_hub, async_prune_port_issues, async_release_hub, port_in_use
 
 PLATFORMS = [
     Platform.BINARY_SENSOR,
@@ -36,42 +36,56 @@ async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> boo
     """Join the port's hub and create the tracker's entities."""
     port = entry.data.get(CONF_PORT, DEFAULT_PORT)
     try:
-        hub = await async_acquire_hub(hass, port)
+        hub = await async_acquire_hub(hass, port, entry.entry_id)
     except OSError as err:
-        raise ConfigEntryNotReady(
+        # Another program on the port may go away: retry. No permission (a port below 1024)
+        # will not fix itself: the repair issue says what to change.
+        error = ConfigEntryNotReady if port_in_use(err) else ConfigEntryError
+        raise error(
             translation_domain=DOMAIN,
             translation_key="port_unavailable",
             translation_placeholders={"port": str(port), "error": str(err)},
         ) from err
-    coordinator = TrackerCoordinator(hass, entry, hub)
+    async_prune_port_issues(hass, _ports_in_use(hass))
     try:
+        coordinator = TrackerCoordinator(hass, entry, hub)
         await coordinator.async_restore()
-    except Exception:
-        await async_release_hub(hass, hub)
+        entry.runtime_data = coordinator
+        hub.add(coordinator)
+        entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+        await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    except BaseException:
+        hub.remove_entry(entry.entry_id)
+        await async_release_hub(hass, hub, entry.entry_id)
         raise
-    entry.runtime_data = coordinator
-    hub.add(coordinator)
-
-    async def _stop(_event: Event) -> None:
-        await async_stop_all(hass)
-
-    entry.async_on_unload(hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _stop))
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: TK970ConfigEntry) -> None:
-    """Options change the hold time and relay settings: reload to apply them."""
-    await hass.config_entries.async_reload(entry.entry_id)
+    """Options are read where they are used; only alarms already on need the new hold time."""
+    entry.runtime_data.async_options_updated()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> bool:
     """Remove the tracker's entities; close the port if it was the last tracker on it."""
     unload_ok = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unload_ok:
-        coordinator = entry.runtime_data
-        coordinator.hub.remove(coordinator)
-        await coordinator.async_shutdown()
-        await async_release_hub(hass, coordinator.hub)
+        # The coordinator saves its state and stops its timers when the entry unloads.
+        hub = entry.runtime_data.hub
+        hub.remove_entry(entry.entry_id)
+        await async_release_hub(hass, hub, entry.entry_id)
     return unload_ok
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> None:
+    """The tracker is gone for good: drop its saved state and any repair for its port."""
+    await async_remove_saved_state(hass, entry.entry_id)
+    async_prune_port_issues(hass, _ports_in_use(hass, excluding=entry.entry_id))
+
+
+def _ports_in_use(hass: HomeAssistant, excluding: str | None = None) -> set[int]:
+    return {
+        other.data.get(CONF_PORT, DEFAULT_PORT)
+        for other in hass.config_entries.async_entries(DOMAIN, include_ignore=False)
+        if other.entry_id != excluding
+    }

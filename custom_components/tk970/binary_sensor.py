@@ -36,8 +36,7 @@ BINARY_SENSORS: tuple[TK970BinarySensorDescription, ...] = (
         value_fn=lambda state: state.alarms[Alarm.SOS].on,
     ),
     TK970BinarySensorDescription(
-        key="vibration",
-        translation_key="vibration",
+        key="vibration",  # named by its device class
         device_class=BinarySensorDeviceClass.VIBRATION,
         value_fn=lambda state: state.alarms[Alarm.VIBRATION].on,
     ),
@@ -54,8 +53,7 @@ BINARY_SENSORS: tuple[TK970BinarySensorDescription, ...] = (
         value_fn=lambda state: state.ignition,
     ),
     TK970BinarySensorDescription(
-        key="charging",
-        translation_key="charging",
+        key="charging",  # named by its device class
         device_class=BinarySensorDeviceClass.BATTERY_CHARGING,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.charging,

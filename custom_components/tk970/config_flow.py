@@ -10,6 +10,7 @@ from homeassistant.config_entries import (
     OptionsFlow,
 )
 from homeassistant.core import callback
+from homeassistant.data_entry_flow import AbortFlow
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
@@ -100,8 +101,11 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             if error:
                 errors[CONF_IMEI] = error
             else:
-                await self.async_set_unique_id(identity)
+                # A discovery card for this tracker may be open: adding it by hand wins (Home
+                # Assistant then drops the card).
+                await self.async_set_unique_id(identity, raise_on_progress=False)
                 self._abort_if_unique_id_configured()
+                self._abort_if_same_tracker(identity)
                 name = (user_input.get(CONF_NAME) or "").strip() or None
                 return self.async_create_entry(
                     title=_title(name, identity),
@@ -121,6 +125,12 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=self.add_suggested_values_to_schema(schema, user_input or {}),
             errors=errors,
         )
+
+    def _abort_if_same_tracker(self, identity: str) -> None:
+        """The same digits with other leading zeros are the same tracker (interfaces.md §3)."""
+        for entry in self._async_current_entries(include_ignore=False):
+            if str(entry.unique_id).lstrip("0") == identity.lstrip("0"):
+                raise AbortFlow("already_configured")
 
     async def async_step_integration_discovery(
         self, discovery_info: dict[str, Any]

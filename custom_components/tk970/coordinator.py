@@ -53,6 +53,7 @@ from .protocol import (
     CommandKind,
     CommandResult,
     Message,
+    MessageType,
     PositionSource,
     Protocol,
     RelayDialect,
@@ -108,8 +109,6 @@ class TrackerState:
     satellites: int | None = None
     ignition: bool | None = None
     relay: bool | None = None
-    #: the relay state was set by a command the protocol cannot confirm (GPS103)
-    relay_assumed: bool = False
     charging: bool | None = None
     battery_percent: float | None = None
     battery_voltage: float | None = None
@@ -151,14 +150,10 @@ class TrackerState:
     def from_store(cls, data: dict[str, Any]) -> TrackerState:
         """Rebuild from `as_store` output; unknown or malformed values are dropped."""
         state = cls()
-        simple = {
-            "reported_id", "latitude", "longitude", "accuracy", "speed_kmh", "course",
-            "altitude_m", "satellites", "ignition", "relay", "relay_assumed", "charging",
-            "battery_percent", "battery_voltage", "power_voltage", "gsm_signal",
-        }  # fmt: skip
-        for key in simple:
-            if key in data:
-                setattr(state, key, data[key])
+        for key, kinds in _STORED_VALUES.items():
+            value = data.get(key)
+            if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+                setattr(state, key, value)
         state.info = {str(k): str(v) for k, v in (data.get("info") or {}).items()}
         state.protocol = _enum(Protocol, data.get("protocol"))
         state.position_source = _enum(PositionSource, data.get("position_source"))
@@ -180,6 +175,29 @@ class TrackerState:
         return state
 
 
+#: Saved values restored as they are, with the types they may have.
+_STORED_VALUES: dict[str, tuple[type, ...]] = {
+    "reported_id": (str,),
+    "latitude": (int, float),
+    "longitude": (int, float),
+    "accuracy": (int,),
+    "speed_kmh": (int, float),
+    "course": (int, float),
+    "altitude_m": (int, float),
+    "satellites": (int,),
+    "ignition": (bool,),
+    "relay": (bool,),
+    "charging": (bool,),
+    "battery_percent": (int, float),
+    "battery_voltage": (int, float),
+    "power_voltage": (int, float),
+    "gsm_signal": (int,),
+}
+#: A device time this far ahead of our clock is wrong (an unlearned time zone, a bad RTC):
+#: trusting it would make every correct report after it look old.
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -193,6 +211,15 @@ def _enum[E: (Protocol, PositionSource, Alarm)](kind: type[E], value: object) ->
         return kind(str(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _device_time(message: Message, now: datetime) -> datetime:
+    """The device's time of a report, or `now` when it has none or one that cannot be right."""
+    when = message.time
+    if when is None or when > now + MAX_CLOCK_AHEAD:
+        # Whole seconds, as device clocks have: a report in the same second is not "older".
+        return now.replace(microsecond=0)
+    return when
 
 
 def gnss_accuracy(message: Message) -> int:
@@ -226,6 +253,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         )
         self._hold_timers: dict[Alarm, CALLBACK_TYPE] = {}
         self._relay_busy = False
+        #: how many reports stated the relay (a command's answer must not overwrite a newer one)
+        self._relay_reports = 0
         self._alarm_listeners: list[AlarmListener] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -235,6 +264,18 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         saved = await self._store.async_load()
         if saved:
             self.data = TrackerState.from_store(saved)
+        now = dt_util.utcnow()
+        for alarm, state in self.data.alarms.items():
+            if state.on:
+                self._arm_hold(alarm, state, now)
+
+    async def _async_update_data(self) -> TrackerState:
+        """Nothing to fetch: the tracker pushes (an entity update request just re-renders)."""
+        return self.data
+
+    @callback
+    def async_options_updated(self) -> None:
+        """Apply a new hold time to alarms already on (other options are read when used)."""
         now = dt_util.utcnow()
         for alarm, state in self.data.alarms.items():
             if state.on:
@@ -328,10 +369,10 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 setattr(state, name, value)
         if message.relay is not None:
             state.relay = message.relay
-            state.relay_assumed = False
+            self._relay_reports += 1
 
     def _apply_position(self, message: Message) -> None:
-        """Move the tracker only for a usable fix that is newer than the one shown."""
+        """Move the tracker only for a usable fix that is not older than the one shown."""
         state = self.data
         if message.latitude is None or message.longitude is None:
             return
@@ -339,40 +380,45 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         usable = message.valid is True or source is not PositionSource.GNSS
         if not usable or (message.latitude == 0 and message.longitude == 0):
             return
-        if (
-            message.time is not None
-            and state.position_time is not None
-            and message.time < state.position_time
-        ):
+        when = _device_time(message, dt_util.utcnow())
+        if state.position_time is not None and when < state.position_time:
             LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
             return
         state.latitude = message.latitude
         state.longitude = message.longitude
         state.position_source = source
-        state.position_time = message.time or dt_util.utcnow()
+        state.position_time = when
         state.accuracy = {
             PositionSource.LBS: ACCURACY_LBS,
             PositionSource.WIFI: ACCURACY_WIFI,
         }.get(source) or gnss_accuracy(message)
-        state.speed_kmh = message.speed_kmh
-        state.course = message.course
-        state.altitude_m = message.altitude_m
-        if message.satellites is not None:
-            state.satellites = message.satellites
+        # A cell or Wi-Fi position has no speed: keep the last one (the relay's speed guard
+        # must not read "unknown" as "stopped").
+        for name in ("speed_kmh", "course", "altitude_m", "satellites"):
+            value = getattr(message, name)
+            if value is not None:
+                setattr(state, name, value)
 
     def _apply_alarms(self, message: Message, now: datetime) -> list[Alarm]:
         """Update SOS/vibration and return the alarms to report as events."""
         state = self.data
-        when = message.time or now
+        when = _device_time(message, now)
         events: list[Alarm] = []
         for alarm in message.alarms:
             last = state.last_alarm_events.get(alarm)
             tracked = state.alarms.get(alarm)
-            if last is not None and when <= last:
+            if last is not None and (when == last or (message.historical and when < last)):
                 continue  # a replay of an alarm already reported (buffered upload, restart)
-            if tracked is not None and tracked.on and alarm in message.alarm_states:
+            if (
+                tracked is not None
+                and tracked.on
+                and alarm in message.alarm_states
+                and message.type is not MessageType.ALARM
+            ):
+                # A routine report whose status word still shows the alarm: the same one. An
+                # alarm frame always counts: missing a second SOS is worse than one too many.
                 state.last_alarm_events[alarm] = when
-                continue  # a status word still showing the same alarm: not a new one
+                continue
             state.last_alarm_events[alarm] = when
             events.append(alarm)
         for alarm, tracked in state.alarms.items():
@@ -476,6 +522,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             password=options.get(CONF_RELAY_PASSWORD) or DEFAULT_DYD_PASSWORD,
         )
         self._relay_busy = True
+        reports_before = self._relay_reports
         try:
             outcome = await self.hub.listener.send_command(
                 link.identity, command, answer_timeout=RELAY_TIMEOUT
@@ -512,17 +559,24 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         finally:
             self._relay_busy = False
         if outcome is None:
-            # The protocol has no confirmation (GPS103): the command went out, nothing more.
-            state.relay = engage
-            state.relay_assumed = True
-        else:
+            # The protocol has no confirmation (GPS103): the command went out, and that is all
+            # anyone knows. Not an error the device made, but never shown as done either.
+            LOGGER.info("Tracker %s: relay command sent, unconfirmable", self.identity)
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="relay_unconfirmable",
+                translation_placeholders={"protocol": PROTOCOL_NAMES[link.protocol]},
+            )
+        if self._relay_reports == reports_before:
+            # Nothing newer than this answer stated the relay: the answer is the state.
             state.relay = outcome.relay if outcome.relay is not None else engage
-            state.relay_assumed = False
         LOGGER.info(
-            "Tracker %s: relay %s %s",
-            self.identity,
-            "cut" if engage else "restored",
-            "(sent, the protocol gives no confirmation)" if outcome is None else "(confirmed)",
+            "Tracker %s: relay %s (confirmed)", self.identity, "cut" if engage else "restored"
         )
         self.async_set_updated_data(state)
         self._store.async_delay_save(self.data.as_store, SAVE_DELAY)
+
+
+async def async_remove_saved_state(hass: HomeAssistant, entry_id: str) -> None:
+    """Delete the state a removed tracker left in Home Assistant's storage."""
+    await Store[dict[str, Any]](hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}").async_remove()

@@ -7,7 +7,7 @@ from homeassistant.components.device_tracker import (  # type: ignore[attr-defin
     SourceType,
     TrackerEntity,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import TK970ConfigEntry
@@ -34,6 +34,18 @@ class TK970Tracker(TK970Entity, TrackerEntity):
     # trackers diagnostic by default).
     _attr_entity_category = None  # type: ignore[assignment]
     _attr_source_type = SourceType.GPS
+
+    _shown: tuple[object, ...] = ()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write a state only when the position changed: heartbeats and status reports would
+        otherwise record an unchanged tracker state every time (trackers force updates)."""
+        data = self.coordinator.data
+        shown = (data.latitude, data.longitude, data.accuracy, data.position_time)
+        if shown != self._shown:
+            self._shown = shown
+            self.async_write_ha_state()
 
     @property
     def latitude(self) -> float | None:

@@ -8,11 +8,16 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_IMEI
+from .const import CONF_IMEI, CONF_NAME, CONF_RELAY_PASSWORD
 from .coordinator import TK970ConfigEntry
 
 TO_REDACT = {
     CONF_IMEI,
+    CONF_NAME,
+    CONF_RELAY_PASSWORD,
+    "device_id",
+    "imsi",
+    "rfid",
     "reported_id",
     "latitude",
     "longitude",

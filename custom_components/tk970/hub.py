@@ -15,7 +15,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers import discovery_flow, issue_registry as ir
 from homeassistant.util import dt as dt_util
 from homeassistant.util.hass_dict import HassKey
@@ -49,9 +50,8 @@ def identity_matches(reported: str, protocol: Protocol | None, configured: str) 
         return True
     return (
         protocol is Protocol.JT808
-        and len(reported) <= 12
-        and len(reported) >= 11
-        and len(configured) >= 11
+        and 11 <= len(reported) <= 12
+        and len(configured) == 15  # an IMEI
         and reported[-11:] == configured[-11:]
     )
 
@@ -69,10 +69,13 @@ class Hub:
     port: int
     listener: Listener = field(init=False)
     trackers: dict[str, TrackerCoordinator] = field(default_factory=dict)
+    #: config entries using this port, counted from the start of their setup (under the lock)
+    users: set[str] = field(default_factory=set)
     #: reported identity -> configured identity, once matched (routing is then a dict lookup)
     _routes: dict[str, str] = field(default_factory=dict)
     #: unknown identities already offered, and when
     _offered: dict[str, datetime] = field(default_factory=dict)
+    unsubscribe_stop: CALLBACK_TYPE | None = None
 
     def __post_init__(self) -> None:
         """Build the listener (not started)."""
@@ -90,9 +93,11 @@ class Hub:
                 coordinator.async_link_changed(link)
 
     @callback
-    def remove(self, coordinator: TrackerCoordinator) -> None:
-        """Stop routing to a tracker."""
-        self.trackers.pop(coordinator.identity, None)
+    def remove_entry(self, entry_id: str) -> None:
+        """Stop routing to the tracker of a config entry (if it was added)."""
+        for identity, coordinator in list(self.trackers.items()):
+            if coordinator.config_entry.entry_id == entry_id:
+                del self.trackers[identity]
         self._routes.clear()
 
     def _route(self, reported: str, protocol: Protocol) -> TrackerCoordinator | None:
@@ -117,13 +122,10 @@ class Hub:
         coordinator.async_handle_message(link, message)
 
     @callback
-    def _on_link(self, identity: str, link: Link | None) -> None:
-        protocol = link.protocol if link is not None else None
-        coordinator = self._route(identity, protocol) if protocol else None
-        if coordinator is None and link is None:
-            coordinator = self.trackers.get(self._routes.get(identity, ""))
+    def _on_link(self, link: Link, connected: bool) -> None:
+        coordinator = self._route(link.identity, link.protocol)
         if coordinator is not None:
-            coordinator.async_link_changed(link)
+            coordinator.async_link_changed(link if connected else None)
 
     def _offer(self, link: Link) -> None:
         """Offer an unknown tracker to the user once, never adding it on its own."""
@@ -176,49 +178,66 @@ class Hub:
         )
 
 
-async def async_acquire_hub(hass: HomeAssistant, port: int) -> Hub:
-    """Return the running hub for `port`, starting its listener if this is the first entry.
+async def async_acquire_hub(hass: HomeAssistant, port: int, entry_id: str) -> Hub:
+    """Return the running hub for `port`, starting its listener for the first entry.
 
     Raises OSError when the port cannot be opened; a repair issue then tells the user why.
     """
     hubs = hass.data.setdefault(HUBS, {})
-    lock = hass.data.setdefault(_LOCK, asyncio.Lock())
-    async with lock:
-        if (hub := hubs.get(port)) is not None:
-            return hub
-        hub = Hub(hass, port)
-        try:
-            await hub.listener.start()
-        except OSError as err:
-            reason = "port_in_use" if err.errno == errno.EADDRINUSE else "port_error"
-            ir.async_create_issue(
-                hass,
-                DOMAIN,
-                port_issue_id(port),
-                is_fixable=False,
-                severity=ir.IssueSeverity.ERROR,
-                translation_key=reason,
-                translation_placeholders={"port": str(port), "error": str(err)},
-            )
-            raise
-        ir.async_delete_issue(hass, DOMAIN, port_issue_id(port))
-        hubs[port] = hub
+    async with hass.data.setdefault(_LOCK, asyncio.Lock()):
+        hub = hubs.get(port)
+        if hub is None:
+            hub = Hub(hass, port)
+            try:
+                await hub.listener.start()
+            except OSError as err:
+                ir.async_create_issue(
+                    hass,
+                    DOMAIN,
+                    port_issue_id(port),
+                    is_fixable=False,
+                    severity=ir.IssueSeverity.ERROR,
+                    translation_key="port_in_use" if port_in_use(err) else "port_error",
+                    translation_placeholders={"port": str(port), "error": str(err)},
+                )
+                raise
+            ir.async_delete_issue(hass, DOMAIN, port_issue_id(port))
+
+            async def _stop(_event: Event) -> None:
+                # Home Assistant does not unload entries when it stops: close the port here.
+                await hub.listener.stop()
+
+            hub.unsubscribe_stop = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _stop)
+            hubs[port] = hub
+        hub.users.add(entry_id)
         return hub
 
 
-async def async_release_hub(hass: HomeAssistant, hub: Hub) -> None:
-    """Close the hub's port once no tracker uses it any more."""
+async def async_release_hub(hass: HomeAssistant, hub: Hub, entry_id: str) -> None:
+    """Close the hub's port once no entry uses it any more."""
     hubs = hass.data.get(HUBS, {})
-    lock = hass.data.setdefault(_LOCK, asyncio.Lock())
-    async with lock:
-        if hub.trackers or hubs.get(hub.port) is not hub:
+    async with hass.data.setdefault(_LOCK, asyncio.Lock()):
+        hub.users.discard(entry_id)
+        if hub.users or hubs.get(hub.port) is not hub:
             return
         del hubs[hub.port]
+        if hub.unsubscribe_stop is not None:
+            hub.unsubscribe_stop()
         await hub.listener.stop()
 
 
-async def async_stop_all(hass: HomeAssistant) -> None:
-    """Close every port (Home Assistant is stopping; entries are not unloaded then)."""
-    for hub in list(hass.data.get(HUBS, {}).values()):
-        await hub.listener.stop()
-    hass.data.pop(HUBS, None)
+def port_in_use(err: OSError) -> bool:
+    """Tell "another program has the port" (worth retrying) from other bind errors."""
+    return err.errno == errno.EADDRINUSE
+
+
+@callback
+def async_prune_port_issues(hass: HomeAssistant, ports_in_use: set[int]) -> None:
+    """Remove "port unavailable" repairs for ports no configured tracker uses any more."""
+    registry = ir.async_get(hass)
+    prefix = port_issue_id(0)[:-1]
+    for domain, issue_id in list(registry.issues):
+        if domain == DOMAIN and issue_id.startswith(prefix):
+            port = issue_id.removeprefix(prefix)
+            if port.isdigit() and int(port) not in ports_in_use:
+                ir.async_delete_issue(hass, DOMAIN, issue_id)

@@ -169,14 +169,14 @@ class Listener:
         port: int,
         *,
         on_message: Callable[[Link, Message], None],
-        on_link: Callable[[str, Link | None], None] | None = None,
+        on_link: Callable[[Link, bool], None] | None = None,
         hosts: Iterable[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """Configure the listener; nothing is bound until `start`.
 
-        `on_message` gets every decoded message that carries an identity; `on_link` is told
-        when an identity gains a link (connected) or loses its last one (None). `hosts`
+        `on_message` gets every decoded message that carries an identity; `on_link(link,
+        connected)` is told when an identity gains a link, and when it loses it. `hosts`
         restricts the addresses bound (default: all interfaces, IPv4 and IPv6).
         """
         self.port = port
@@ -280,13 +280,14 @@ class Listener:
         link.send(sent.data)
         self.stats.commands_sent += 1
         _LOGGER.info(
-            "Sent %s to %s (%s over %s): %s",
+            "Sent %s to %s (%s over %s)",
             command.kind.value,
             identity,
             link.protocol.value,
             link.transport,
-            sent.data.hex(),
         )
+        # The bytes may hold the device's password (GT06 DYD): only at debug level.
+        _LOGGER.debug("Command bytes to %s: %s", identity, sent.data.hex())
         if not sent.confirmable:
             return None
         loop = asyncio.get_running_loop()
@@ -327,7 +328,13 @@ class Listener:
                     item.raw[:64].hex(),
                 )
                 continue
-            self._deliver(item, peer)
+            try:
+                self._deliver(item, peer)
+            except Exception:
+                # A consumer's (or a command matcher's) bug must not close the connection.
+                _LOGGER.exception(
+                    "Port %s: error handling a message from %s", self.port, peer.address
+                )
 
     def _deliver(self, item: Decoded, peer: _Peer) -> None:
         if item.ack is not None:
@@ -352,7 +359,7 @@ class Listener:
             if peer.connection is not None:
                 peer.connection.identities.add(identity)
             if self._on_link is not None:
-                self._on_link(identity, link)
+                self._on_link(link, True)
         else:
             link.last_seen = now
             link.last_seen_monotonic = time.monotonic()
@@ -362,10 +369,7 @@ class Listener:
             outcome = _outcome(pending, session, message)
             if outcome is not None and not pending.future.done():
                 pending.future.set_result(outcome)
-        try:
-            self._on_message(link, message)
-        except Exception:
-            _LOGGER.exception("Error handling a message from %s", identity)
+        self._on_message(link, message)
 
     def _drop_link(self, identity: str | None, session: Session, reason: str) -> None:
         """Forget `identity`'s link if it still runs over `session`; fail its commands."""
@@ -374,7 +378,7 @@ class Listener:
             del self._links[identity]
             self._fail_pending(identity, reason)
             if self._on_link is not None:
-                self._on_link(identity, None)
+                self._on_link(link, False)
 
     def _connection_lost(self, connection: _TcpConnection) -> None:
         self._connections.discard(connection)
@@ -397,21 +401,23 @@ class Listener:
 
     def _sweep(self) -> None:
         """Close silent TCP connections and forget silent UDP peers."""
-        now = time.monotonic()
-        for connection in list(self._connections):
-            if now - connection.last_activity > TCP_IDLE_TIMEOUT:
-                _LOGGER.debug("Closing idle connection from %s", connection.peer)
-                connection.abort()
-        while self._udp_peers:
-            address, (session, seen) = next(iter(self._udp_peers.items()))
-            if now - seen <= UDP_PEER_TIMEOUT:
-                break
-            del self._udp_peers[address]
-            self._drop_link(session.device_id, session, "UDP peer forgotten")
-        if self._sweeper is not None:
-            self._sweeper.cancel()  # a sweep run by hand must not leave two timers
-        if self._loop is not None:
-            self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
+        try:
+            now = time.monotonic()
+            for connection in list(self._connections):
+                if now - connection.last_activity > TCP_IDLE_TIMEOUT:
+                    _LOGGER.debug("Closing idle connection from %s", connection.peer)
+                    connection.abort()
+            while self._udp_peers:
+                address, (session, seen) = next(iter(self._udp_peers.items()))
+                if now - seen <= UDP_PEER_TIMEOUT:
+                    break
+                del self._udp_peers[address]
+                self._drop_link(session.device_id, session, "UDP peer forgotten")
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()  # a sweep run by hand must not leave two timers
+            if self._loop is not None:
+                self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
 
 def _outcome(pending: _Pending, session: Session, message: Message) -> CommandOutcome | None:

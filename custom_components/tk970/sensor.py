@@ -25,6 +25,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import TK970ConfigEntry, TrackerState
 from .entity import TK970Entity
+from .protocol import Protocol
 
 PARALLEL_UPDATES = 0
 
@@ -116,7 +117,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         key="protocol",
         translation_key="protocol",
         device_class=SensorDeviceClass.ENUM,
-        options=["jt808", "gt06", "h02", "gps103", "watch"],
+        options=[protocol.value for protocol in Protocol],
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.protocol.value if state.protocol else None,
     ),

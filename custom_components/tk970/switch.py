@@ -30,7 +30,8 @@ class TK970RelaySwitch(TK970Entity, SwitchEntity):
 
     Turning it on or off returns only once the device confirmed the command; the state shown is
     the device's reply or its next status. A refusal, no answer or no connection raises, and the
-    state stays as it was. GPS103 never confirms: the switch then shows an assumed state.
+    state stays as it was. GPS103 never confirms: its switch says its state is assumed, and a
+    command is sent but reported as unconfirmable (an error), never as done.
     """
 
     _attr_translation_key = "relay"
@@ -52,8 +53,7 @@ class TK970RelaySwitch(TK970Entity, SwitchEntity):
     @property
     def assumed_state(self) -> bool:
         """True where the protocol cannot confirm relay commands (GPS103)."""
-        data = self.coordinator.data
-        return data.relay_assumed or data.protocol is Protocol.GPS103
+        return self.coordinator.data.protocol is Protocol.GPS103
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Cut the relay (engine stop)."""
