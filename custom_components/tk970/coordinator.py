@@ -83,13 +83,14 @@ PROTOCOL_NAMES = {
 
 @dataclass(slots=True)
 class AlarmState:
-    """A state-like alarm (SOS, vibration): on since when, and the last one reported."""
+    """A state-like alarm (SOS, vibration): whether it is on, and since when.
+
+    Replays are recognised by `TrackerState.last_alarm_events`, for every alarm kind.
+    """
 
     on: bool = False
     #: when it came on, in Home Assistant's clock (the hold time counts from here)
     since: datetime | None = None
-    #: device time of the newest alarm of this kind already reported (replays are older)
-    last_time: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -135,7 +136,6 @@ class TrackerState:
             alarm.value: {
                 "on": state.on,
                 "since": _iso(state.since),
-                "last_time": _iso(state.last_time),
             }
             for alarm, state in self.alarms.items()
         }
@@ -166,7 +166,6 @@ class TrackerState:
                 state.alarms[alarm] = AlarmState(
                     bool(saved.get("on")),
                     _parse(saved.get("since")),
-                    _parse(saved.get("last_time")),
                 )
         for name, stamp in (data.get("last_alarm_events") or {}).items():
             alarm, when = _enum(Alarm, name), _parse(stamp)
@@ -427,7 +426,6 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                     continue  # an old alarm from the device's buffer: reported, not current
                 tracked.on = True
                 tracked.since = now
-                tracked.last_time = when
                 self._arm_hold(alarm, tracked, now)
             elif alarm in message.alarm_states and not message.historical and tracked.on:
                 self._clear(alarm)

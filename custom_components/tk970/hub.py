@@ -56,9 +56,12 @@ def identity_matches(reported: str, protocol: Protocol | None, configured: str) 
     )
 
 
+_PORT_ISSUE_PREFIX = "port_unavailable_"
+
+
 def port_issue_id(port: int) -> str:
     """Repair issue id for a port that cannot be opened."""
-    return f"port_unavailable_{port}"
+    return f"{_PORT_ISSUE_PREFIX}{port}"
 
 
 @dataclass(eq=False)
@@ -235,9 +238,8 @@ def port_in_use(err: OSError) -> bool:
 def async_prune_port_issues(hass: HomeAssistant, ports_in_use: set[int]) -> None:
     """Remove "port unavailable" repairs for ports no configured tracker uses any more."""
     registry = ir.async_get(hass)
-    prefix = port_issue_id(0)[:-1]
     for domain, issue_id in list(registry.issues):
-        if domain == DOMAIN and issue_id.startswith(prefix):
-            port = issue_id.removeprefix(prefix)
+        if domain == DOMAIN and issue_id.startswith(_PORT_ISSUE_PREFIX):
+            port = issue_id.removeprefix(_PORT_ISSUE_PREFIX)
             if port.isdigit() and int(port) not in ports_in_use:
                 ir.async_delete_issue(hass, DOMAIN, issue_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 import errno
 import logging
@@ -100,7 +100,6 @@ class Link:
     send: Callable[[bytes], None]
     connected_at: datetime
     last_seen: datetime
-    last_seen_monotonic: float = field(default_factory=time.monotonic)
 
     @property
     def host(self) -> str:
@@ -362,7 +361,6 @@ class Listener:
                 self._on_link(link, True)
         else:
             link.last_seen = now
-            link.last_seen_monotonic = time.monotonic()
             link.address = peer.address
             link.send = peer.send
         for pending in list(self._pending.get(identity, ())):
