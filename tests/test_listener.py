@@ -39,8 +39,8 @@ class Recorder:
         self.messages: list[Message] = []
         self.links: list[tuple[str, bool]] = []
 
-    def message(self, link: Link, message: Message) -> None:
-        self.messages.append(message)
+    def message(self, link: Link, messages: list[Message]) -> None:
+        self.messages.extend(messages)
 
     def link(self, link: Link, connected: bool) -> None:
         self.links.append((link.identity, connected))
@@ -51,7 +51,7 @@ async def running() -> AsyncIterator[tuple[Listener, Recorder]]:
     """A listener on 127.0.0.1 and what it reported."""
     recorder = Recorder()
     listener = Listener(
-        free_port(), on_message=recorder.message, on_link=recorder.link, hosts=["127.0.0.1"]
+        free_port(), on_messages=recorder.message, on_link=recorder.link, hosts=["127.0.0.1"]
     )
     await listener.start()
     yield listener, recorder
@@ -180,12 +180,12 @@ async def test_udp_peers_are_bounded(
 async def test_a_failing_consumer_does_not_break_the_listener(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """An exception in on_message is logged; the tracker still gets its replies."""
+    """An exception in on_messages is logged; the tracker still gets its replies."""
 
-    def broken(link: Link, message: Message) -> None:
+    def broken(link: Link, messages: list[Message]) -> None:
         raise RuntimeError("consumer bug")
 
-    listener = Listener(free_port(), on_message=broken, hosts=["127.0.0.1"])
+    listener = Listener(free_port(), on_messages=broken, hosts=["127.0.0.1"])
     await listener.start()
     device = await tracker(listener, "gt06")  # the login ack arrived despite the bug
     with caplog.at_level(logging.ERROR):
@@ -198,7 +198,7 @@ async def test_a_failing_consumer_does_not_break_the_listener(
 async def test_port_in_use_raises_and_releases(running: tuple[Listener, Recorder]) -> None:
     """A second listener on a taken port fails with OSError and leaves nothing bound."""
     listener, _ = running
-    second = Listener(listener.port, on_message=lambda *_: None, hosts=["127.0.0.1"])
+    second = Listener(listener.port, on_messages=lambda *_: None, hosts=["127.0.0.1"])
     with pytest.raises(OSError, match="address already in use"):
         await second.start()
     await second.stop()

@@ -445,15 +445,17 @@ async def test_a_fallback_position_keeps_the_last_speed(
     coordinator = entry.runtime_data
     await wait_for(lambda: coordinator.data.speed_kmh == pytest.approx(70.0))
     assert coordinator.link is not None
-    coordinator.async_handle_message(
+    coordinator.async_handle_messages(
         coordinator.link,
-        Message(
-            protocol=Protocol.JT808,
-            type=MessageType.LBS,
-            latitude=52.6,
-            longitude=13.5,
-            position_source=PositionSource.LBS,
-        ),
+        [
+            Message(
+                protocol=Protocol.JT808,
+                type=MessageType.LBS,
+                latitude=52.6,
+                longitude=13.5,
+                position_source=PositionSource.LBS,
+            )
+        ],
     )
     assert coordinator.data.latitude == pytest.approx(52.6)
     assert coordinator.data.accuracy == 1000

@@ -2,29 +2,39 @@
 
 Each entry is one tracker. Setting it up joins the hub of its port (opening the port for the
 first entry), restores the tracker's saved state and forwards the platforms.
+
+This file imports no Home Assistant module when it is imported: the protocol package, the
+listener and the gateway live in this package too, and start without Home Assistant (the decoder
+CLI answers in a fraction of a second). What the entry points need is imported when Home
+Assistant calls them; by then Home Assistant is loaded, and its loader has already imported the
+config flow (and with it the coordinator and the hub) in its import executor.
 """
 
 from __future__ import annotations
 
-from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
-from homeassistant.helpers import config_validation as cv
-from homeassistant.helpers.typing import ConfigType
+from typing import TYPE_CHECKING, Any
 
 from .const import CONF_PORT, DEFAULT_PORT, DOMAIN
-from .coordinator import TK970ConfigEntry, TrackerCoordinator, async_remove_saved_state
-from .hub import async_acquire_hub, async_prune_port_issues, async_release_hub, port_in_use
 
-PLATFORMS = [
-    Platform.BINARY_SENSOR,
-    Platform.DEVICE_TRACKER,
-    Platform.EVENT,
-    Platform.SENSOR,
-    Platform.SWITCH,
-]
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+    from homeassistant.helpers.typing import ConfigType
 
-CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+    from .coordinator import TK970ConfigEntry
+
+#: Home Assistant's `Platform` values, as plain strings so that no enum has to be imported.
+PLATFORMS = ["binary_sensor", "device_tracker", "event", "sensor", "switch"]
+
+
+def __getattr__(name: str) -> Any:
+    """Build `CONFIG_SCHEMA` when Home Assistant's loader asks for it (it needs HA's helpers)."""
+    if name == "CONFIG_SCHEMA":
+        from homeassistant.helpers import config_validation as cv  # noqa: PLC0415
+
+        schema = cv.config_entry_only_config_schema(DOMAIN)
+        globals()[name] = schema
+        return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -34,6 +44,16 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> bool:
     """Join the port's hub and create the tracker's entities."""
+    from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady  # noqa: PLC0415
+
+    from .coordinator import TrackerCoordinator  # noqa: PLC0415
+    from .hub import (  # noqa: PLC0415
+        async_acquire_hub,
+        async_prune_port_issues,
+        async_release_hub,
+        port_in_use,
+    )
+
     port = entry.data.get(CONF_PORT, DEFAULT_PORT)
     try:
         hub = await async_acquire_hub(hass, port, entry.entry_id)
@@ -68,6 +88,8 @@ async def _async_options_updated(hass: HomeAssistant, entry: TK970ConfigEntry) -
 
 async def async_unload_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> bool:
     """Remove the tracker's entities; close the port if it was the last tracker on it."""
+    from .hub import async_release_hub  # noqa: PLC0415
+
     unload_ok = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unload_ok:
         # The coordinator saves its state and stops its timers when the entry unloads.
@@ -79,6 +101,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> bo
 
 async def async_remove_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> None:
     """The tracker is gone for good: drop its saved state and any repair for its port."""
+    from .coordinator import async_remove_saved_state  # noqa: PLC0415
+    from .hub import async_prune_port_issues  # noqa: PLC0415
+
     await async_remove_saved_state(hass, entry.entry_id)
     async_prune_port_issues(hass, _ports_in_use(hass, excluding=entry.entry_id))
 

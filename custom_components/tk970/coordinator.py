@@ -323,8 +323,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         self.async_set_updated_data(state)
 
     @callback
-    def async_handle_message(self, link: Link, message: Message) -> None:
-        """Apply one decoded message."""
+    def async_handle_messages(self, link: Link, messages: list[Message]) -> None:
+        """Apply the messages of one read in order, then update the entities once."""
         if self.link is not link:
             self.link = link
             self.data.connected = True
@@ -334,14 +334,17 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         state = self.data
         state.last_seen = now
         state.reported_id = link.identity
-        info_changed = self._apply_info(message)
-        self._apply_values(message)
-        self._apply_position(message)
-        events = self._apply_alarms(message, now)
+        info_changed = False
+        events: list[tuple[Alarm, Message]] = []
+        for message in messages:
+            info_changed |= self._apply_info(message)
+            self._apply_values(message)
+            self._apply_position(message)
+            events.extend((alarm, message) for alarm in self._apply_alarms(message, now))
         if info_changed:
             self._update_device()
         self.async_set_updated_data(state)
-        for alarm in events:
+        for alarm, message in events:
             self._fire(alarm, message)
         self._store.async_delay_save(self.data.as_store, SAVE_DELAY)
 

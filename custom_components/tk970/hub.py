@@ -82,7 +82,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         """Build the listener (not started)."""
-        self.listener = Listener(self.port, on_message=self._on_message, on_link=self._on_link)
+        self.listener = Listener(self.port, on_messages=self._on_messages, on_link=self._on_link)
 
     # -- entries ----------------------------------------------------------------------------
 
@@ -117,12 +117,12 @@ class Hub:
     # -- from the listener ------------------------------------------------------------------
 
     @callback
-    def _on_message(self, link: Link, message: Message) -> None:
-        coordinator = self._route(link.identity, message.protocol)
+    def _on_messages(self, link: Link, messages: list[Message]) -> None:
+        coordinator = self._route(link.identity, link.protocol)
         if coordinator is None:
             self._offer(link)
             return
-        coordinator.async_handle_message(link, message)
+        coordinator.async_handle_messages(link, messages)
 
     @callback
     def _on_link(self, link: Link, connected: bool) -> None:

@@ -2,8 +2,9 @@
 
 asyncio only, no Home Assistant import. Bytes from a socket go into a `protocol.Session`; the
 replies it returns are written at once (devices retransmit or hang up without them); decoded
-messages with an identity go to `on_message`. This module owns every socket, timer and limit:
-connection count, UDP peer count, idle timeouts, the quiet-peer flush and command deadlines.
+messages with an identity go to `on_messages`, one call per read and identity, in order. This
+module owns every socket, timer and limit: connection count, UDP peer count, idle timeouts, the
+quiet-peer flush and command deadlines.
 Bad input is logged at most once per peer and reason per `LOG_INTERVAL`, and never ends anything
 but, at worst, the connection that sent it.
 """
@@ -167,20 +168,22 @@ class Listener:
         self,
         port: int,
         *,
-        on_message: Callable[[Link, Message], None],
+        on_messages: Callable[[Link, list[Message]], None],
         on_link: Callable[[Link, bool], None] | None = None,
         hosts: Iterable[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """Configure the listener; nothing is bound until `start`.
 
-        `on_message` gets every decoded message that carries an identity; `on_link(link,
-        connected)` is told when an identity gains a link, and when it loses it. `hosts`
+        `on_messages(link, messages)` gets the decoded messages that carry an identity: one call
+        per read (a TCP chunk or a datagram) and identity, in the order they were sent, so a
+        buffered upload of many records is applied as one update. `on_link(link, connected)` is
+        told when an identity gains a link, and when it loses it. `hosts`
         restricts the addresses bound (default: all interfaces, IPv4 and IPv6).
         """
         self.port = port
         self.stats = ListenerStats()
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._on_link = on_link
         self._hosts = list(hosts) if hosts is not None else None
         self._clock = clock
@@ -310,7 +313,9 @@ class Listener:
     # -- from the connections ---------------------------------------------------------------
 
     def _handle_items(self, items: list[Item], peer: _Peer) -> None:
-        """Send replies, deliver messages, log skips; never raises."""
+        """Send replies, deliver messages (grouped per identity), log skips; never raises."""
+        batch: list[Message] = []
+        batch_link: Link | None = None
         for item in items:
             if isinstance(item, Skipped):
                 self.stats.skipped += 1
@@ -328,14 +333,32 @@ class Listener:
                 )
                 continue
             try:
-                self._deliver(item, peer)
+                link = self._accept(item, peer)
             except Exception:
-                # A consumer's (or a command matcher's) bug must not close the connection.
+                # A command matcher's bug must not close the connection.
                 _LOGGER.exception(
                     "Port %s: error handling a message from %s", self.port, peer.address
                 )
+                continue
+            if link is None:
+                continue
+            if link is not batch_link:
+                if batch_link is not None:
+                    self._deliver(batch_link, batch)
+                batch_link, batch = link, []
+            batch.append(item.message)
+        if batch_link is not None:
+            self._deliver(batch_link, batch)
 
-    def _deliver(self, item: Decoded, peer: _Peer) -> None:
+    def _deliver(self, link: Link, messages: list[Message]) -> None:
+        try:
+            self._on_messages(link, messages)
+        except Exception:
+            # A consumer's bug must not close the connection.
+            _LOGGER.exception("Port %s: error handling messages from %s", self.port, link.address)
+
+    def _accept(self, item: Decoded, peer: _Peer) -> Link | None:
+        """Reply, keep the identity's link current, settle commands; the link to deliver to."""
         if item.ack is not None:
             peer.send(item.ack)
             self.stats.replies += 1
@@ -343,7 +366,7 @@ class Listener:
         session = peer.session
         identity = message.device_id or session.device_id
         if not identity:
-            return  # a GT06 frame before its login: answered, but nobody to give it to
+            return None  # a GT06 frame before its login: answered, but nobody to give it to
         self.stats.messages += 1
         now = self._clock()
         link = self._links.get(identity)
@@ -367,7 +390,7 @@ class Listener:
             outcome = _outcome(pending, session, message)
             if outcome is not None and not pending.future.done():
                 pending.future.set_result(outcome)
-        self._on_message(link, message)
+        return link
 
     def _drop_link(self, identity: str | None, session: Session, reason: str) -> None:
         """Forget `identity`'s link if it still runs over `session`; fail its commands."""

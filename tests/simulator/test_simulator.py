@@ -142,10 +142,10 @@ async def test_drive_against_a_listener() -> None:
     port = free_port()
     received: list[Message] = []
 
-    def on_message(link: Link, message: Message) -> None:
-        received.append(message)
+    def on_messages(link: Link, messages: list[Message]) -> None:
+        received.extend(messages)
 
-    listener = Listener(port, on_message=on_message, hosts=["127.0.0.1"])
+    listener = Listener(port, on_messages=on_messages, hosts=["127.0.0.1"])
     await listener.start()
     try:
         tracker = SimulatedTracker("359586015829802", protocol="jt808", port=port)
@@ -176,7 +176,7 @@ async def test_cli_run_stops_on_request() -> None:
     """`python -m simulator` drives until told to stop, then hangs up."""
     port = free_port()
     received: list[Message] = []
-    listener = Listener(port, on_message=lambda _, m: received.append(m), hosts=["127.0.0.1"])
+    listener = Listener(port, on_messages=lambda _, m: received.extend(m), hosts=["127.0.0.1"])
     await listener.start()
     stop = asyncio.Event()
     args = parse_args(
