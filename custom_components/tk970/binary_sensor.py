@@ -26,6 +26,8 @@ class TK970BinarySensorDescription(BinarySensorEntityDescription):
     """A binary sensor read from the tracker state."""
 
     value_fn: Callable[[TrackerState], bool | None]
+    #: a value of the tracker now: unavailable while the tracker is offline
+    live: bool = False
 
 
 BINARY_SENSORS: tuple[TK970BinarySensorDescription, ...] = (
@@ -51,12 +53,14 @@ BINARY_SENSORS: tuple[TK970BinarySensorDescription, ...] = (
         key="ignition",
         translation_key="ignition",
         value_fn=lambda state: state.ignition,
+        live=True,
     ),
     TK970BinarySensorDescription(
         key="charging",  # named by its device class
         device_class=BinarySensorDeviceClass.BATTERY_CHARGING,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.charging,
+        live=True,
     ),
 )
 
@@ -77,6 +81,17 @@ class TK970BinarySensor(TK970Entity, BinarySensorEntity):
     """A binary sensor of the tracker."""
 
     entity_description: TK970BinarySensorDescription
+
+    @property
+    def available(self) -> bool:
+        """Ignition and charging only while the tracker is online; alarms and the connection
+        always (an alarm stays on for its hold time, whether the tracker still reports or not)."""
+        return super().available and (
+            self.coordinator.data.online or not self.entity_description.live
+        )
+
+    def _shown(self) -> object:
+        return self.available, self.is_on
 
     @property
     def is_on(self) -> bool | None:

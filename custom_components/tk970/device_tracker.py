@@ -7,7 +7,7 @@ from homeassistant.components.device_tracker import (  # type: ignore[attr-defin
     SourceType,
     TrackerEntity,
 )
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import TK970ConfigEntry
@@ -35,17 +35,11 @@ class TK970Tracker(TK970Entity, TrackerEntity):
     _attr_entity_category = None  # type: ignore[assignment]
     _attr_source_type = SourceType.GPS
 
-    _shown: tuple[object, ...] = ()
-
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        """Write a state only when the position changed: heartbeats and status reports would
-        otherwise record an unchanged tracker state every time (trackers force updates)."""
+    def _shown(self) -> object:
+        """The position only: a parked tracker's reports (a newer fix time, the same place)
+        write nothing, so `fix_time` is the time of the fix that last moved it."""
         data = self.coordinator.data
-        shown = (data.latitude, data.longitude, data.accuracy, data.position_time)
-        if shown != self._shown:
-            self._shown = shown
-            self.async_write_ha_state()
+        return data.latitude, data.longitude, data.accuracy, data.position_source
 
     @property
     def latitude(self) -> float | None:

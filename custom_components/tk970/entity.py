@@ -1,7 +1,14 @@
-"""Base entity: one Home Assistant device per tracker, names from translation keys."""
+"""Base entity: one Home Assistant device per tracker, names from translation keys.
+
+Entities write their state only when what they show changed. The coordinator tells every entity
+of the device when anything changed; each compares the values its state and attributes come
+from (`_shown`) with those of its last write, so a report that moves the tracker writes the
+tracker and the speed, not the battery or the alarms.
+"""
 
 from __future__ import annotations
 
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
@@ -14,6 +21,8 @@ class TK970Entity(CoordinatorEntity[TrackerCoordinator]):
     """An entity of one tracker's device."""
 
     _attr_has_entity_name = True
+    #: the values the last written state came from
+    _written: object = None
 
     def __init__(
         self,
@@ -37,3 +46,20 @@ class TK970Entity(CoordinatorEntity[TrackerCoordinator]):
             serial_number=identity,
             sw_version=coordinator.data.info.get("firmware"),
         )
+
+    def _shown(self) -> object:
+        """Everything this entity's state, attributes and availability are made of."""
+        return self.available
+
+    async def async_added_to_hass(self) -> None:
+        """Remember what the first state (written by Home Assistant next) is made of."""
+        await super().async_added_to_hass()
+        self._written = self._shown()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state only when what it shows changed."""
+        shown = self._shown()
+        if shown != self._written:
+            self._written = shown
+            self.async_write_ha_state()

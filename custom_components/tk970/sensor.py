@@ -1,4 +1,8 @@
-"""Sensors: battery, voltages, speed and the diagnostic values trackers report."""
+"""Sensors: battery, voltages, speed and the diagnostic values trackers report.
+
+Values of the tracker now (battery, speed, signal ...) are unavailable while it is offline: a
+speed from an hour ago is not the speed now. "Last seen" and the protocol stay available.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ class TK970SensorDescription(SensorEntityDescription):
     """A sensor read from the tracker state."""
 
     value_fn: Callable[[TrackerState], SensorValue]
+    #: a value of the tracker now: unavailable while the tracker is offline
+    live: bool = True
 
 
 SENSORS: tuple[TK970SensorDescription, ...] = (
@@ -112,6 +118,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.last_seen,
+        live=False,
     ),
     TK970SensorDescription(
         key="protocol",
@@ -120,6 +127,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         options=[protocol.value for protocol in Protocol],
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.protocol.value if state.protocol else None,
+        live=False,
     ),
 )
 
@@ -138,6 +146,16 @@ class TK970Sensor(TK970Entity, SensorEntity):
     """A sensor of the tracker."""
 
     entity_description: TK970SensorDescription
+
+    @property
+    def available(self) -> bool:
+        """Live values only while the tracker is online (not silent for the offline time)."""
+        return super().available and (
+            self.coordinator.data.online or not self.entity_description.live
+        )
+
+    def _shown(self) -> object:
+        return self.available, self.native_value
 
     @property
     def native_value(self) -> SensorValue:

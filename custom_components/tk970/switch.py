@@ -40,6 +40,9 @@ class TK970RelaySwitch(TK970Entity, SwitchEntity):
         """Bind to the tracker."""
         super().__init__(coordinator, "relay")
 
+    def _shown(self) -> object:
+        return self.available, self.is_on, self.assumed_state
+
     @property
     def available(self) -> bool:
         """Only while the tracker can be reached (connected, or a recent UDP address)."""
