@@ -86,6 +86,21 @@ SAVE_DELAY = 30.0
 #: step instead of one per report), and takes the exact time once the tracker goes quiet.
 LAST_SEEN_STEP = timedelta(minutes=5)
 
+# What changed, so that only the entities showing it are told (each entity's listener context).
+#: the shown position and what a fix brings along (speed, course, altitude, satellites)
+POSITION = "position"
+#: battery, voltages, signal, ignition, charging, relay
+STATUS = "status"
+#: SOS and vibration
+ALARMS = "alarms"
+#: connected, and the link commands go over
+LINK = "link"
+#: online or offline (live values' availability)
+ONLINE = "online"
+LAST_SEEN = "last_seen"
+#: protocol and device description
+INFO = "info"
+
 PROTOCOL_NAMES = {
     Protocol.JT808: "JT/T 808",
     Protocol.GT06: "GT06",
@@ -295,6 +310,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         #: must not come back when a relay command still pending answers)
         self._closed = False
         self._rollover_logged = False
+        #: what changed since the entities were last told (see `async_update_listeners`)
+        self._changed: set[str] = set()
         self._relay_busy = False
         #: how many reports stated the relay (a command's answer must not overwrite a newer one)
         self._relay_reports = 0
@@ -394,22 +411,20 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
     # -- online and offline -----------------------------------------------------------------
 
-    def _heard(self, now: datetime) -> bool:
-        """A message arrived: last seen, back online; True when something shown changed."""
+    def _heard(self, now: datetime) -> None:
+        """A message arrived: last seen, back online."""
         state = self.data
         state.last_heard = now
-        changed = False
         shown = state.last_seen
         if shown is None or now - shown >= LAST_SEEN_STEP or now < shown:
             state.last_seen = now
-            changed = True
+            self._changed.add(LAST_SEEN)
         if not state.online:
             state.online = True
-            changed = True
+            self._changed.add(ONLINE)
             LOGGER.info("Tracker %s is online", self.identity)
         if self._offline_timer is None:
             self._arm_offline_timer(self.offline_after.total_seconds())
-        return changed
 
     def _arm_offline_timer(self, delay: float) -> None:
         if self._offline_timer is not None:
@@ -433,15 +448,37 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             self.identity,
             self.offline_after.total_seconds() // 60,
         )
+        self._changed.add(ONLINE)
         self._settle_last_seen()
-        self.async_set_updated_data(state)
+        self._notify()
 
     def _settle_last_seen(self) -> None:
         """The tracker went quiet: "Last seen" takes the exact time of its last message."""
         state = self.data
         if state.last_heard is not None and state.last_seen != state.last_heard:
             state.last_seen = state.last_heard
+            self._changed.add(LAST_SEEN)
             self._schedule_save()
+
+    # -- telling the entities ---------------------------------------------------------------
+
+    @callback
+    def _notify(self) -> None:
+        """Tell the entities what changed, if anything did."""
+        if self._changed:
+            self.async_set_updated_data(self.data)
+
+    @callback
+    def async_update_listeners(self) -> None:
+        """Call the entities whose part of the state changed (all, when nothing says which).
+
+        Every entity would find out for itself that its value did not change; not asking the
+        others keeps a report that moves the tracker to a few calls instead of one per entity.
+        """
+        changed, self._changed = self._changed, set()
+        for update_callback, context in list(self._listeners.values()):
+            if not changed or not isinstance(context, frozenset) or not changed.isdisjoint(context):
+                update_callback()
 
     # -- from the hub -----------------------------------------------------------------------
 
@@ -455,18 +492,20 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         if link is not None:
             self._use_link(link)
         state = self.data
-        if state.connected == (link is not None):
-            self.async_set_updated_data(state)  # the relay switch follows the link itself
-            return
-        state.connected = link is not None
-        if link is not None:
-            LOGGER.info(
-                "Tracker %s connected from %s over %s", self.identity, link.host, link.transport
-            )
-        else:
-            LOGGER.info("Tracker %s disconnected", self.identity)
-            self._settle_last_seen()
-        self.async_set_updated_data(state)
+        self._changed.add(LINK)  # the relay switch follows the link itself
+        if state.connected != (link is not None):
+            state.connected = link is not None
+            if link is not None:
+                LOGGER.info(
+                    "Tracker %s connected from %s over %s",
+                    self.identity,
+                    link.host,
+                    link.transport,
+                )
+            else:
+                LOGGER.info("Tracker %s disconnected", self.identity)
+                self._settle_last_seen()
+        self._notify()
 
     def _use_link(self, link: Link) -> None:
         """Note a new link, and hand its JT808 session the clock offset learned before."""
@@ -493,31 +532,35 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         if self._closed:
             return
         state = self.data
+        changed = self._changed
         if self.link is not link:
             self.link = link
             self._use_link(link)
-        changed = not state.connected
-        if changed:
+            changed.add(LINK)
+        if not state.connected:
             state.connected = True
             LOGGER.info(
                 "Tracker %s connected from %s over %s", self.identity, link.host, link.transport
             )
         now = dt_util.utcnow()
-        changed |= self._heard(now)
+        self._heard(now)
         save = self._learn_clock(link, messages, now)
         events: list[tuple[Alarm, Message]] = []
         for message in messages:
             fix = self.clock.correct(message.time, now)
-            changed |= self._apply_info(message)
-            changed |= self._apply_values(message)
-            changed |= self._apply_position(message, fix)
-            changed |= self._apply_alarms(message, fix, now, events)
-        if changed:
-            self.async_set_updated_data(state)
-        for alarm, message in events:
-            self._fire(alarm, message)
+            if self._apply_info(message):
+                changed.add(INFO)
+            if self._apply_values(message):
+                changed.add(STATUS)
+            if self._apply_position(message, fix):
+                changed.add(POSITION)
+            if self._apply_alarms(message, fix, now, events):
+                changed.add(ALARMS)
         if changed or save:
             self._schedule_save()
+        self._notify()
+        for alarm, message in events:
+            self._fire(alarm, message)
 
     def _learn_clock(self, link: Link, messages: list[Message], now: datetime) -> bool:
         """Learn the device clock's error from this read; True when there is more to save."""
@@ -675,7 +718,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         def _expired(_now: datetime) -> None:
             self._hold_timers.pop(alarm, None)
             self._clear(alarm)
-            self.async_set_updated_data(self.data)
+            self._changed.add(ALARMS)
+            self._notify()
             self._schedule_save()
 
         self._hold_timers[alarm] = async_call_later(self.hass, max(0.0, remaining), _expired)
@@ -805,7 +849,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             "Tracker %s: relay %s (confirmed)", self.identity, "cut" if engage else "restored"
         )
         if not self._closed:
-            self.async_set_updated_data(state)
+            self._changed.add(STATUS)
+            self._notify()
             self._schedule_save()
 
 

@@ -10,7 +10,7 @@ from homeassistant.components.device_tracker import (  # type: ignore[attr-defin
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import TK970ConfigEntry
+from .coordinator import POSITION, TK970ConfigEntry, TrackerCoordinator
 from .entity import TK970Entity
 
 PARALLEL_UPDATES = 0
@@ -22,7 +22,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the tracker entity."""
-    async_add_entities([TK970Tracker(entry.runtime_data, None)])
+    async_add_entities([TK970Tracker(entry.runtime_data)])
 
 
 class TK970Tracker(TK970Entity, TrackerEntity):
@@ -34,6 +34,10 @@ class TK970Tracker(TK970Entity, TrackerEntity):
     # trackers diagnostic by default).
     _attr_entity_category = None  # type: ignore[assignment]
     _attr_source_type = SourceType.GPS
+
+    def __init__(self, coordinator: TrackerCoordinator) -> None:
+        """Bind to the tracker (its unique ID is the identity itself)."""
+        super().__init__(coordinator, aspects=(POSITION,))
 
     def _shown(self) -> object:
         """The position only: a parked tracker's reports (a newer fix time, the same place)

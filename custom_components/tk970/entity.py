@@ -1,12 +1,16 @@
 """Base entity: one Home Assistant device per tracker, names from translation keys.
 
-Entities write their state only when what they show changed. The coordinator tells every entity
-of the device when anything changed; each compares the values its state and attributes come
-from (`_shown`) with those of its last write, so a report that moves the tracker writes the
-tracker and the speed, not the battery or the alarms.
+Entities write their state only when what they show changed. Each names the parts of the
+tracker state it shows (`aspects`, its listener context: position, status, alarms ...), and the
+coordinator calls only the entities whose parts changed; each of those compares the values its
+state and attributes come from (`_shown`) with those of its last write. A report that moves the
+tracker calls the tracker and the motion sensors and writes the tracker and the speed; a parked
+tracker's report calls nobody.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -30,9 +34,13 @@ class TK970Entity(CoordinatorEntity[TrackerCoordinator]):
         key: str | None = None,
         *,
         description: EntityDescription | None = None,
+        aspects: Iterable[str],
     ) -> None:
-        """Set the unique ID (`IMEI`, or `IMEI_key` with the key or the description's key)."""
-        super().__init__(coordinator)
+        """Set the unique ID (`IMEI`, or `IMEI_key` with the key or the description's key).
+
+        `aspects`: the parts of the tracker state this entity shows (coordinator constants).
+        """
+        super().__init__(coordinator, context=frozenset(aspects))
         if description is not None:
             self.entity_description = description
             key = description.key
