@@ -132,7 +132,7 @@ async def websocket_call(
         return reply.get("result")
 
 
-async def add_tracker(  # noqa: PLR0913 - the config flow's fields, with the demo's defaults
+async def add_tracker(
     session: aiohttp.ClientSession,
     token: str,
     *,
