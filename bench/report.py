@@ -62,6 +62,11 @@ homeassistant:
   elevation: 34
   unit_system: metric
   time_zone: Europe/Berlin
+# Home Assistant starts its HTTP server (for the frontend) even unasked: keep it off 8123,
+# where a demo may run.
+http:
+  server_host: 127.0.0.1
+  server_port: {http_port}
 recorder:
   commit_interval: {commit}
 logger:
@@ -155,7 +160,9 @@ def old_behaviour(trackers: list[Tracker]) -> Iterator[Callable[[Tracker], None]
 
 async def start_home_assistant(folder: Path, commit: int) -> HomeAssistant:
     """A real Home Assistant from `folder`, started."""
-    (folder / "configuration.yaml").write_text(CONFIGURATION.format(commit=commit))
+    (folder / "configuration.yaml").write_text(
+        CONFIGURATION.format(commit=commit, http_port=free_port())
+    )
     custom = folder / "custom_components"
     custom.mkdir()
     (custom / "tk970").symlink_to(ROOT / "custom_components" / "tk970")

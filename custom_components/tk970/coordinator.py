@@ -400,8 +400,9 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         if self._closed:
             return
         # The snapshot is taken here, in the event loop: the Store writes from a worker thread.
-        snapshot = self.data.as_store()
-        self._store.async_delay_save(lambda: snapshot)
+        self.config_entry.async_create_task(
+            self.hass, self._store.async_save(self.data.as_store()), "save tracker state"
+        )
 
     async def _async_final_write(self, _event: Event) -> None:
         if self._save_timer is not None:

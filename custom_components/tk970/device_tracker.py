@@ -34,6 +34,9 @@ class TK970Tracker(TK970Entity, TrackerEntity):
     # trackers diagnostic by default).
     _attr_entity_category = None  # type: ignore[assignment]
     _attr_source_type = SourceType.GPS
+    # A new time with every fix: recording it would make every history row unique (tens of
+    # bytes per report) for a time the row's own timestamp nearly repeats.
+    _unrecorded_attributes = frozenset({"fix_time"})
 
     def __init__(self, coordinator: TrackerCoordinator) -> None:
         """Bind to the tracker (its unique ID is the identity itself)."""
