@@ -99,7 +99,10 @@ def test_no_time_or_an_impossible_one_is_stamped_on_arrival() -> None:
 
 @given(
     device=st.datetimes(
-        min_value=datetime(1980, 1, 6), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+        # naive bounds, as hypothesis wants them; the values get UTC
+        min_value=datetime(1980, 1, 6),  # noqa: DTZ001
+        max_value=datetime(2099, 12, 31),  # noqa: DTZ001
+        timezones=st.just(UTC),
     ),
     offset_hours=st.integers(min_value=-14, max_value=14),
 )
