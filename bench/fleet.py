@@ -68,6 +68,11 @@ ACK_TIMEOUT = 10.0
 ADD_CONCURRENCY = 4
 #: Simultaneous TCP connects and logins of the load generator.
 CONNECT_CONCURRENCY = 50
+#: Home Assistant is idle (its queued work done) below this share of a core over QUIET_SECONDS.
+QUIET = 0.04
+QUIET_SECONDS = 3.0
+#: The recorder commits every 5 s (its default): this long after going quiet, all is written.
+COMMIT_WAIT = 6.0
 
 CONFIGURATION = """\
 homeassistant:
@@ -110,6 +115,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def system_cpu_seconds(pid: int) -> float:
+    """stime of a process: the kernel's share (socket sends and receives, file writes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / CLOCK_TICKS
+
+
 def main_thread_cpu_seconds(pid: int) -> float:
     """utime + stime of the process's main thread (Home Assistant's event loop)."""
     fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -141,6 +152,9 @@ class _Tracker:
 
 @dataclass
 class _LoadStats:
+    #: reports sent in the phase, warm-up included (what the recorder's growth is divided by)
+    total: int = 0
+    #: reports sent inside the measurement window, and how many of them were acknowledged
     sent: int = 0
     acked: int = 0
     rtts: list[float] = field(default_factory=list)
@@ -204,6 +218,7 @@ async def _drive(
         )
         tracker.serial = (tracker.serial + 1) & 0xFFFF
         data = frames.gt06_location(fix, tracker.serial)
+        stats.total += 1
         if loop.time() >= measure_from:
             tracker.waiting[tracker.serial] = time.perf_counter()
             stats.sent += 1
@@ -215,7 +230,9 @@ async def _drive(
 
 
 async def run_load(args: argparse.Namespace) -> None:
-    """Connect and log in every tracker, say `ready`, report for `seconds`, print the figures."""
+    """Connect and log in every tracker, say `ready`; on `prime`, report twice each and say
+    `primed`; then per rate, on `go` from the parent, report for warmup + seconds and print
+    `done` with the phase's figures as JSON."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -226,18 +243,29 @@ async def run_load(args: argparse.Namespace) -> None:
     trackers = [tracker for tracker in logged if tracker is not None]
     stats = _LoadStats(connect_failures=len(logged) - len(trackers))
     readers = [asyncio.create_task(_read_acks(tracker, stats)) for tracker in trackers]
-    print("ready", len(trackers), flush=True)
+    print("ready", len(trackers), stats.connect_failures, flush=True)
     loop = asyncio.get_running_loop()
-    results = []
+    if (await asyncio.to_thread(sys.stdin.readline)).strip() == "prime":
+        # Two reports each, unmeasured: every entity has its first value before the phases.
+        start = loop.time()
+        end = start + 2 * args.interval
+        await asyncio.gather(
+            *(
+                _drive(tracker, _LoadStats(), args.interval, start, end, end, args.parked)
+                for tracker in trackers
+            )
+        )
+        print("primed", flush=True)
     for rate in args.rates:
+        if (await asyncio.to_thread(sys.stdin.readline)).strip() != "go":
+            break
         start = loop.time()
         measure_from = start + args.warmup
         end = measure_from + args.seconds
-        stats.sent = stats.acked = 0
+        stats.sent = stats.acked = stats.total = 0
         stats.rtts = []
         for tracker in trackers:
             tracker.waiting.clear()
-        print("phase", rate, flush=True)
         await asyncio.gather(
             *(
                 _drive(tracker, stats, args.interval / rate, start, measure_from, end, args.parked)
@@ -246,32 +274,23 @@ async def run_load(args: argparse.Namespace) -> None:
         )
         await asyncio.sleep(min(ACK_TIMEOUT, args.interval))  # the last acks
         rtts = sorted(stats.rtts)
-        results.append(
-            {
-                "rate": rate,
-                "sent": stats.sent,
-                "acked": stats.acked,
-                "lost": stats.sent - stats.acked,
-                "ack_p50_ms": _percentile(rtts, 0.50) * 1000,
-                "ack_p99_ms": _percentile(rtts, 0.99) * 1000,
-                "ack_max_ms": (rtts[-1] if rtts else 0.0) * 1000,
-            }
-        )
-        print("done", rate, flush=True)
+        phase = {
+            "rate": rate,
+            "reports": stats.total,
+            "sent": stats.sent,
+            "acked": stats.acked,
+            "lost": stats.sent - stats.acked,
+            "ack_p50_ms": _percentile(rtts, 0.50) * 1000,
+            "ack_p99_ms": _percentile(rtts, 0.99) * 1000,
+            "ack_max_ms": (rtts[-1] if rtts else 0.0) * 1000,
+        }
+        print("done", json.dumps(phase), flush=True)
+    # Hang up only when told: the hang-ups (Connected off, Last seen) are no phase's work.
+    await asyncio.to_thread(sys.stdin.readline)
     for task in readers:
         task.cancel()
     for tracker in trackers:
         tracker.writer.close()
-    print(
-        json.dumps(
-            {
-                "connected": len(trackers),
-                "connect_failures": stats.connect_failures,
-                "phases": results,
-            }
-        ),
-        flush=True,
-    )
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -381,7 +400,11 @@ def load_generator(args: argparse.Namespace, port: int) -> Iterator[subprocess.P
     if args.parked:
         command.append("--parked")
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         yield process
@@ -410,6 +433,18 @@ def profiling(args: argparse.Namespace, pid: int, rate: float) -> Iterator[None]
         spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
         spy.wait(timeout=60)
         print(f"fleet: py-spy samples in {output}")
+
+
+async def quiet(pid: int, within: float = 900.0) -> float:
+    """Wait until Home Assistant is done with queued work (its CPU falls below `QUIET` over
+    `QUIET_SECONDS`: the recorder has written its backlog); return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+        await asyncio.sleep(QUIET_SECONDS)
+        if (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0) < QUIET:
+            return time.monotonic() - started
+    raise SystemExit("fleet: Home Assistant never went quiet")
 
 
 async def read_line(process: subprocess.Popen[str]) -> str:
@@ -485,64 +520,93 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             )
             results["restart_loaded_s"] = time.monotonic() - started
             print(f"fleet: restarted with them in {results['restart_loaded_s']:.0f} s")
-            await asyncio.sleep(10)  # let start-up work settle before measuring idle
+            # Restored states and the first writes of 16 entities per tracker: let them settle.
+            results["restart_settled_s"] = await quiet(ha.pid) + results["restart_loaded_s"]
             cpu0, wall0 = cpu_seconds(ha.pid), time.monotonic()
-            await asyncio.sleep(10)
-            results["idle_cpu_share"] = (cpu_seconds(ha.pid) - cpu0) / (time.monotonic() - wall0)
+            await asyncio.sleep(20)
+            idle = (cpu_seconds(ha.pid) - cpu0) / (time.monotonic() - wall0)
+            results["idle_cpu_share"] = idle
             results["rss_empty_mib"] = rss_empty
             results["rss_configured_mib"] = rss_mib(ha.pid)
 
             with load_generator(args, tracker_port) as load:
+                assert load.stdin is not None
                 ready = (await read_line(load)).split()
                 results["connected"] = int(ready[1])
+                results["connect_failures"] = int(ready[2])
+                await quiet(ha.pid)
                 results["rss_connected_mib"] = rss_mib(ha.pid)
+                load.stdin.write("prime\n")
+                load.stdin.flush()
+                assert await read_line(load) == "primed"
+                await quiet(ha.pid)
                 phases = []
                 for rate in args.rates:
-                    assert (await read_line(load)).split()[0] == "phase"
-                    await asyncio.sleep(args.warmup)
+                    await asyncio.sleep(COMMIT_WAIT)  # what is queued is committed
                     bytes0, rows0 = database_bytes(folder)
+                    work0, go = cpu_seconds(ha.pid), time.monotonic()
+                    load.stdin.write("go\n")
+                    load.stdin.flush()
+                    await asyncio.sleep(args.warmup)
                     loop0 = main_thread_cpu_seconds(ha.pid)
+                    kernel0 = system_cpu_seconds(ha.pid)
                     cpu0, wall0 = cpu_seconds(ha.pid), time.monotonic()
                     with profiling(args, ha.pid, rate):
                         await asyncio.sleep(args.seconds)
                     cpu1, wall1 = cpu_seconds(ha.pid), time.monotonic()
                     loop1 = main_thread_cpu_seconds(ha.pid)
-                    await asyncio.sleep(10)  # the recorder commits what the window wrote
+                    kernel1 = system_cpu_seconds(ha.pid)
+                    line = await read_line(load)
+                    assert line.startswith("done ")
+                    measured = json.loads(line.removeprefix("done "))
+                    # Everything the phase caused, the recorder's backlog included, less idling.
+                    await quiet(ha.pid)
+                    work1, settled = cpu_seconds(ha.pid), time.monotonic()
+                    await asyncio.sleep(COMMIT_WAIT)
                     bytes1, rows1 = database_bytes(folder)
-                    phases.append(
-                        {
-                            "rate": rate,
-                            "cpu_share": (cpu1 - cpu0) / (wall1 - wall0),
-                            "cpu_s": cpu1 - cpu0,
-                            "loop_cpu_s": loop1 - loop0,
-                            "db_bytes": bytes1 - bytes0,
-                            "state_rows": rows1 - rows0,
-                            "loadavg": os.getloadavg()[0],
-                        }
+                    reports = max(1, measured["reports"])
+                    window_reports = max(1, measured["sent"])
+                    work = work1 - work0 - idle * (settled - go)
+                    phase = {
+                        **measured,
+                        "cpu_share": (cpu1 - cpu0) / (wall1 - wall0),
+                        "kernel_share": (kernel1 - kernel0) / max(1e-9, cpu1 - cpu0),
+                        "loop_ms_per_report": (loop1 - loop0) * 1000 / window_reports,
+                        "reports_per_s": window_reports / args.seconds,
+                        "work_ms_per_report": work * 1000 / reports,
+                        "db_bytes_per_report": (bytes1 - bytes0) / reports,
+                        "state_rows_per_report": (rows1 - rows0) / reports,
+                        "loadavg": os.getloadavg()[0],
+                    }
+                    phase["work_share"] = (
+                        phase["work_ms_per_report"] * phase["reports_per_s"] / 1000
                     )
-                    assert (await read_line(load)).split()[0] == "done"
-                    print(f"fleet: x{rate}: HA CPU {phases[-1]['cpu_share']:.1%} of a core")
+                    phases.append(phase)
+                    print(
+                        f"fleet: x{rate:g}: HA CPU {phase['cpu_share']:.1%} of a core "
+                        f"({phase['work_ms_per_report']:.2f} ms of work per report)"
+                    )
                 results["on_map"] = await ha.trackers_on_map(session)
                 results["rss_loaded_mib"] = rss_mib(ha.pid)
-                figures = json.loads(await read_line(load))
-            for phase, measured in zip(phases, figures["phases"], strict=True):
-                phase.update(measured)
-                reports = max(1, measured["sent"])
-                phase["reports_per_s"] = measured["sent"] / args.seconds
-                phase["cpu_ms_per_report"] = phase["cpu_s"] * 1000 / reports
-                phase["loop_ms_per_report"] = phase["loop_cpu_s"] * 1000 / reports
-                phase["db_bytes_per_report"] = phase["db_bytes"] / reports
-                phase["state_rows_per_report"] = phase["state_rows"] / reports
+                load.stdin.write("close\n")
+                load.stdin.flush()
+                load.wait(timeout=60)
             results["phases"] = phases
-            results["connect_failures"] = figures["connect_failures"]
             if len(phases) >= 2:
                 rates = [p["reports_per_s"] for p in phases]
-                shares = [p["cpu_share"] for p in phases]
+                shares = [p["work_share"] for p in phases]
                 slope, intercept = statistics.linear_regression(rates, shares)
-                at_half = (0.5 - intercept) / slope if slope > 0 else float("inf")
+                at_half = (0.5 - idle - intercept) / slope if slope > 0 else float("inf")
                 results["fit"] = {
-                    "idle_share": intercept,
                     "ms_per_report": slope * 1000,
+                    "reports_per_s_at_half_core": at_half,
+                    "trackers_at_half_core": at_half * args.interval,
+                }
+            else:
+                per_report = phases[0]["work_ms_per_report"] / 1000
+                at_half = (0.5 - idle) / per_report
+                results["fit"] = {
+                    "ms_per_report": per_report * 1000,
                     "reports_per_s_at_half_core": at_half,
                     "trackers_at_half_core": at_half * args.interval,
                 }
@@ -569,8 +633,9 @@ def print_results(results: dict[str, Any]) -> None:
     )
     print(
         f"adding them by config flow: {results['add_entries_s']:.0f} s; restart: API after "
-        f"{results['restart_api_s']:.0f} s, all loaded after {results['restart_loaded_s']:.0f} s; "
-        f"idle (configured, none connected): {results['idle_cpu_share']:.1%} of a core"
+        f"{results['restart_api_s']:.0f} s, all loaded after {results['restart_loaded_s']:.0f} s, "
+        f"settled after {results['restart_settled_s']:.0f} s; idle (configured, none connected): "
+        f"{results['idle_cpu_share']:.1%} of a core"
     )
     print(
         f"memory (RSS): {results['rss_empty_mib']:.0f} MiB empty, "
@@ -579,27 +644,29 @@ def print_results(results: dict[str, Any]) -> None:
         f"{results['rss_loaded_mib']:.0f} MiB after the load"
     )
     print(
-        "| reports/s | HA CPU (share of a core) | HA CPU per report (event loop) | ack p50 | "
-        "ack p99 | acks lost | recorder rows per report | recorder bytes per report |"
+        "| reports/s | HA CPU, share of a core (window; in the kernel) | HA CPU per report (all "
+        "work; event loop) | ack p50 | ack p99 | acks lost | recorder rows per report | recorder "
+        "bytes per report | load average |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for phase in results["phases"]:
         print(
-            f"| {phase['reports_per_s']:.0f} | {phase['cpu_share']:.1%} | "
-            f"{phase['cpu_ms_per_report']:.2f} ms ({phase['loop_ms_per_report']:.2f} ms) | "
-            f"{phase['ack_p50_ms']:.1f} ms | "
-            f"{phase['ack_p99_ms']:.1f} ms | {phase['lost']} of {phase['sent']} | "
-            f"{phase['state_rows_per_report']:.2f} | {phase['db_bytes_per_report']:.0f} |"
+            f"| {phase['reports_per_s']:.0f} | {phase['cpu_share']:.1%} "
+            f"({phase['kernel_share']:.0%}) | "
+            f"{phase['work_ms_per_report']:.2f} ms; {phase['loop_ms_per_report']:.2f} ms | "
+            f"{phase['ack_p50_ms']:.1f} ms | {phase['ack_p99_ms']:.1f} ms | "
+            f"{phase['lost']} of {phase['sent']} | {phase['state_rows_per_report']:.2f} | "
+            f"{phase['db_bytes_per_report']:.0f} | {phase['loadavg']:.1f} |"
         )
     print(f"on the map: {results['on_map']} of {results['trackers']}")
-    if "fit" in results:
-        fit = results["fit"]
-        print(
-            f"fit: {fit['idle_share']:.1%} idle + {fit['ms_per_report']:.2f} ms per report: "
-            f"a core half busy at {fit['reports_per_s_at_half_core']:.0f} reports/s, "
-            f"{fit['trackers_at_half_core']:.0f} trackers at one report per "
-            f"{results['interval_s']:g} s"
-        )
+    fit = results["fit"]
+    print(
+        f"{fit['ms_per_report']:.2f} ms of Home Assistant CPU per report over "
+        f"{results['idle_cpu_share']:.1%} idle: half a core at "
+        f"{fit['reports_per_s_at_half_core']:.0f} reports/s, "
+        f"{fit['trackers_at_half_core']:.0f} trackers at one report per "
+        f"{results['interval_s']:g} s"
+    )
 
 
 def main() -> None:

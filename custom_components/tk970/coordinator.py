@@ -78,10 +78,12 @@ type AlarmListener = Callable[[Alarm, Message], None]
 #: Alarms shown as binary sensors (interfaces.md §3); every alarm also fires an event.
 STATE_ALARMS = (Alarm.SOS, Alarm.VIBRATION)
 STORAGE_VERSION = 1
-#: A change is saved this long after it happened, whatever follows: one write per tracker per
-#: half minute at most, and what a crash loses is never older than this (Home Assistant's own
-#: delayed save starts over on every call, so a tracker reporting every 10 s would never save).
-SAVE_DELAY = 30.0
+#: A change is saved this long after it happened, whatever follows: what a crash loses is never
+#: older than this (under the minute promised, with room for a busy event loop), and a moving
+#: tracker costs one write per 50 s, not one per report (a fleet of 1,000 writes 20 files a
+#: second). Home Assistant's own delayed save starts over on every call: a tracker reporting
+#: every 10 s would never be saved.
+SAVE_DELAY = 50.0
 #: "Last seen" moves at most this often while a tracker keeps reporting (one recorder row per
 #: step instead of one per report), and takes the exact time once the tracker goes quiet.
 LAST_SEEN_STEP = timedelta(minutes=5)
