@@ -62,6 +62,8 @@ from simulator.__main__ import imeis  # noqa: E402
 
 FIRST_IMEI = "353000000000000"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: An acknowledgement slower than this is listed by when it was sent (stalls show as clusters).
+SLOW_ACK = 0.2
 #: An acknowledgement later than this is counted as lost.
 ACK_TIMEOUT = 10.0
 #: Entries added at once over the REST API (the UI adds one at a time; this only saves time).
@@ -158,6 +160,8 @@ class _LoadStats:
     sent: int = 0
     acked: int = 0
     rtts: list[float] = field(default_factory=list)
+    #: send times (perf_counter) of acknowledgements slower than SLOW_ACK
+    slow: list[float] = field(default_factory=list)
     connect_failures: int = 0
 
 
@@ -187,6 +191,8 @@ async def _read_acks(tracker: _Tracker, stats: _LoadStats) -> None:
             if sent is not None:
                 stats.acked += 1
                 stats.rtts.append(now - sent)
+                if now - sent > SLOW_ACK:
+                    stats.slow.append(sent)
 
 
 async def _drive(
@@ -264,8 +270,11 @@ async def run_load(args: argparse.Namespace) -> None:
         end = measure_from + args.seconds
         stats.sent = stats.acked = stats.total = 0
         stats.rtts = []
+        stats.slow = []
         for tracker in trackers:
             tracker.waiting.clear()
+        phase_start = time.perf_counter()
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         await asyncio.gather(
             *(
                 _drive(tracker, stats, args.interval / rate, start, measure_from, end, args.parked)
@@ -283,6 +292,10 @@ async def run_load(args: argparse.Namespace) -> None:
             "ack_p50_ms": _percentile(rtts, 0.50) * 1000,
             "ack_p99_ms": _percentile(rtts, 0.99) * 1000,
             "ack_max_ms": (rtts[-1] if rtts else 0.0) * 1000,
+            # When the slow acknowledgements were sent (seconds into the phase): a stall of
+            # the event loop shows as a cluster.
+            "started_at": started_at,
+            "slow_acks_at_s": sorted({round(at - phase_start) for at in stats.slow}),
         }
         print("done", json.dumps(phase), flush=True)
     # Hang up only when told: the hang-ups (Connected off, Last seen) are no phase's work.

@@ -22,11 +22,20 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.tk970.const import DOMAIN
-from custom_components.tk970.coordinator import SAVE_DELAY, TrackerCoordinator
+from custom_components.tk970.coordinator import TrackerCoordinator
+from custom_components.tk970.store import SAVE_DELAY
 from simulator import SimulatedTracker, frames
 
-from .common import IMEI, IMEI_2, entity_id, free_port, make_entry, wait_for, wait_for_state
+from .common import (
+    IMEI,
+    IMEI_2,
+    entity_id,
+    free_port,
+    make_entry,
+    saved_state,
+    wait_for,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -319,7 +328,11 @@ async def test_the_jt808_clock_offset_is_kept_across_reconnects_and_restarts(
 
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    assert hass_storage[f"{DOMAIN}.{entry.entry_id}"]["data"]["jt808_utc_offset"] == 0
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY + 1))
+    await hass.async_block_till_done()
+    saved = saved_state(hass_storage, entry.entry_id)
+    assert saved is not None
+    assert saved["jt808_utc_offset"] == 0
     coordinator = coordinator_of(entry)
     device = await connect()
     await report(device, hass, latitude=14.0)
@@ -348,7 +361,6 @@ async def test_the_saved_position_is_never_more_than_a_minute_old(
     Home Assistant's own delayed save starts over with every call and would never write.
     """
     tracker: SimulatedTracker = await make_tracker("jt808")  # type: ignore[assignment]
-    key = f"{DOMAIN}.{entry.entry_id}"
     start = dt_util.utcnow()
     latitudes: list[float] = []
     for step in range(15):  # two and a half minutes of reports
@@ -358,8 +370,9 @@ async def test_the_saved_position_is_never_more_than_a_minute_old(
         async_fire_time_changed(hass, start + timedelta(seconds=10 * (step + 1)))
         await hass.async_block_till_done()
         if step >= 6:
-            saved = hass_storage[key]["data"]["latitude"]
-            assert any(saved == pytest.approx(recent) for recent in latitudes[-7:]), (step, saved)
+            saved = saved_state(hass_storage, entry.entry_id)
+            assert saved is not None
+            assert any(saved["latitude"] == pytest.approx(recent) for recent in latitudes[-7:])
 
 
 async def test_alarm_hold_expiry_is_saved(
@@ -372,17 +385,16 @@ async def test_alarm_hold_expiry_is_saved(
     await device.vibration()
     vibration = entity_id(hass, "binary_sensor", f"{IMEI}_vibration")
     await wait_for_state(hass, vibration, lambda s: s.state == STATE_ON)
-    key = f"{DOMAIN}.{entry.entry_id}"
     now = dt_util.utcnow()
     async_fire_time_changed(hass, now + timedelta(seconds=SAVE_DELAY + 1))
     await hass.async_block_till_done()
-    assert hass_storage[key]["data"]["alarms"]["vibration"]["on"] is True
+    assert (saved_state(hass_storage, entry.entry_id) or {})["alarms"]["vibration"]["on"] is True
     async_fire_time_changed(hass, now + timedelta(minutes=11))
     await hass.async_block_till_done()
     assert hass.states.get(vibration).state == STATE_OFF
     async_fire_time_changed(hass, now + timedelta(minutes=11, seconds=SAVE_DELAY + 1))
     await hass.async_block_till_done()
-    assert hass_storage[key]["data"]["alarms"]["vibration"]["on"] is False
+    assert (saved_state(hass_storage, entry.entry_id) or {})["alarms"]["vibration"]["on"] is False
     await device.close()
 
 
@@ -392,11 +404,10 @@ async def test_home_assistant_stopping_writes_what_is_pending(
     """A change not yet saved is written at Home Assistant's final write."""
     tracker: SimulatedTracker = await make_tracker("gt06")  # type: ignore[assignment]
     await report(tracker, hass, latitude=61.0, longitude=25.0)
-    key = f"{DOMAIN}.{entry.entry_id}"
-    assert hass_storage.get(key, {}).get("data", {}).get("latitude") != 61.0
+    assert saved_state(hass_storage, entry.entry_id) is None
     hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
     await hass.async_block_till_done()
-    assert hass_storage[key]["data"]["latitude"] == 61.0
+    assert (saved_state(hass_storage, entry.entry_id) or {})["latitude"] == 61.0
 
 
 async def test_a_pending_relay_command_never_recreates_a_removed_state_file(
@@ -419,11 +430,10 @@ async def test_a_pending_relay_command_never_recreates_a_removed_state_file(
         hass.services.async_call("switch", "turn_on", {"entity_id": relay}, blocking=True)
     )
     command = await device.wait_for(lambda d: d.kind == "command")
-    key = f"{DOMAIN}.{first.entry_id}"
     # Not hass.async_block_till_done(): it would wait for the service call, which waits for
     # the answer.
     await hass.config_entries.async_remove(first.entry_id)
-    assert key not in hass_storage
+    assert saved_state(hass_storage, first.entry_id) is None
     parsed = frames.gt06_command(command.raw)
     assert parsed is not None
     await device.send(frames.gt06_command_reply(parsed[0], "Cut off the fuel supply: Success!", 9))
@@ -432,5 +442,5 @@ async def test_a_pending_relay_command_never_recreates_a_removed_state_file(
     assert outcome == [None]  # confirmed: the path that used to save ran
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY * 3))
     await hass.async_block_till_done()
-    assert key not in hass_storage
+    assert saved_state(hass_storage, first.entry_id) is None
     await device.close()

@@ -6,9 +6,9 @@ renders, and tells the entities only when something they show changed (each enti
 its state only if its own value changed: a parked tracker that keeps reporting writes nothing).
 It is also the one place that sends the relay command and decides what a confirmation means,
 that corrects the device's clock (`clock.DeviceClock`), and that decides when a tracker is
-offline. The state is saved with Home Assistant's `Store` at most `SAVE_DELAY` after a change, so
-a restart or a crash brings back the map position, the relay and the alarm state, and a replayed
-alarm is recognised as one already reported.
+offline. The state is saved (`store.TrackerStore`) at most `SAVE_DELAY` after a change, so a restart
+or a crash brings back the map position, the relay and the alarm state, and a replayed alarm is
+recognised as one already reported.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.event import async_call_later
-from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
@@ -68,6 +66,7 @@ from .protocol import (
     RelayDialect,
 )
 from .protocol.commands import DEFAULT_DYD_PASSWORD
+from .store import async_get_tracker_store
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -77,13 +76,6 @@ type AlarmListener = Callable[[Alarm, Message], None]
 
 #: Alarms shown as binary sensors (interfaces.md §3); every alarm also fires an event.
 STATE_ALARMS = (Alarm.SOS, Alarm.VIBRATION)
-STORAGE_VERSION = 1
-#: A change is saved this long after it happened, whatever follows: what a crash loses is never
-#: older than this (under the minute promised, with room for a busy event loop), and a moving
-#: tracker costs one write per 50 s, not one per report (a fleet of 1,000 writes 20 files a
-#: second). Home Assistant's own delayed save starts over on every call: a tracker reporting
-#: every 10 s would never be saved.
-SAVE_DELAY = 50.0
 #: "Last seen" moves at most this often while a tracker keeps reporting (one recorder row per
 #: step instead of one per report), and takes the exact time once the tracker goes quiet.
 LAST_SEEN_STEP = timedelta(minutes=5)
@@ -302,11 +294,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         self.link: Link | None = None
         self.data = TrackerState()
         self.clock = DeviceClock()
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
-        )
+        self._store = async_get_tracker_store(hass)
         self._hold_timers: dict[Alarm, CALLBACK_TYPE] = {}
-        self._save_timer: CALLBACK_TYPE | None = None
         self._offline_timer: CALLBACK_TYPE | None = None
         #: set at shutdown: nothing is applied, shown or saved any more (a removed entry's file
         #: must not come back when a relay command still pending answers)
@@ -322,8 +311,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def async_restore(self) -> None:
-        """Load the saved state, re-arm the alarm hold and offline timers, save on shutdown."""
-        saved = await self._store.async_load()
+        """Load the saved state, re-arm the alarm hold and offline timers."""
+        saved = await self._store.async_load(self.config_entry.entry_id)
         if saved:
             self.data = TrackerState.from_store(saved)
         state = self.data
@@ -336,10 +325,6 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         for alarm, alarm_state in state.alarms.items():
             if alarm_state.on:
                 self._arm_hold(alarm, alarm_state, now)
-        # Home Assistant stops without unloading entries: write what is pending at its last call.
-        self.config_entry.async_on_unload(
-            self.hass.bus.async_listen(EVENT_HOMEASSISTANT_FINAL_WRITE, self._async_final_write)
-        )
 
     async def _async_update_data(self) -> TrackerState:
         """Nothing to fetch: the tracker pushes (an entity update request just re-renders)."""
@@ -356,16 +341,15 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             self._arm_offline_timer(0)  # checks against the new time, re-arms if still online
 
     async def async_shutdown(self) -> None:
-        """Cancel timers and write the state now; nothing changes or saves after this."""
+        """Cancel timers and hand the state to the store; nothing changes or saves after this."""
         self._closed = True
         for cancel in self._hold_timers.values():
             cancel()
         self._hold_timers.clear()
-        for timer in (self._save_timer, self._offline_timer):
-            if timer is not None:
-                timer()
-        self._save_timer = self._offline_timer = None
-        await self._store.async_save(self.data.as_store())
+        if self._offline_timer is not None:
+            self._offline_timer()
+            self._offline_timer = None
+        self._store.async_unloaded(self.config_entry.entry_id, self.data.as_store())
         await super().async_shutdown()
 
     @property
@@ -392,25 +376,9 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
     @callback
     def _schedule_save(self) -> None:
-        """Save within SAVE_DELAY: the first change arms the write, later ones ride along."""
-        if self._save_timer is None and not self._closed:
-            self._save_timer = async_call_later(self.hass, SAVE_DELAY, self._save_due)
-
-    @callback
-    def _save_due(self, _now: datetime) -> None:
-        self._save_timer = None
-        if self._closed:
-            return
-        # The snapshot is taken here, in the event loop: the Store writes from a worker thread.
-        self.config_entry.async_create_task(
-            self.hass, self._store.async_save(self.data.as_store()), "save tracker state"
-        )
-
-    async def _async_final_write(self, _event: Event) -> None:
-        if self._save_timer is not None:
-            self._save_timer()
-            self._save_timer = None
-            await self._store.async_save(self.data.as_store())
+        """Save within SAVE_DELAY (the store writes every tracker's changes together)."""
+        if not self._closed:
+            self._store.async_changed(self.config_entry.entry_id, self.data.as_store)
 
     # -- online and offline -----------------------------------------------------------------
 
@@ -859,4 +827,4 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
 async def async_remove_saved_state(hass: HomeAssistant, entry_id: str) -> None:
     """Delete the state a removed tracker left in Home Assistant's storage."""
-    await Store[dict[str, Any]](hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}").async_remove()
+    await async_get_tracker_store(hass).async_remove(entry_id)
