@@ -43,7 +43,8 @@ import tempfile
 import time
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
@@ -323,6 +324,7 @@ class HomeAssistantRun:
     url: str
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -337,7 +339,7 @@ class HomeAssistantRun:
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         """Start Home Assistant and wait for its API (onboarding, or the API once onboarded)."""
-        self.process = start_home_assistant(self.folder)
+        self.process = start_home_assistant(self.folder, self.env)
         if not self.token:
             await wait_until_up(session, self.process, self.url)
             return
@@ -475,6 +477,11 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     http_port, tracker_port = free_port(), free_port()
     write_config(folder, CONFIGURATION.format(http_port=http_port))
     ha = HomeAssistantRun(folder, f"http://127.0.0.1:{http_port}")
+    if args.watch_gc:
+        ha.env = {
+            "PYTHONPATH": str(BENCH / "gcwatch"),
+            "TK970_GC_LOG": str(folder / "gc.log"),
+        }
     results: dict[str, Any] = {
         "trackers": args.trackers,
         "interval_s": args.interval,
@@ -699,6 +706,11 @@ def main() -> None:
     parser.add_argument("--parked", action="store_true", help="trackers never move")
     parser.add_argument("--keep", action="store_true", help="keep the Home Assistant folder")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--watch-gc",
+        action="store_true",
+        help="log slow garbage collections to gc.log in the folder (with --keep to read it)",
+    )
     parser.add_argument(
         "--py-spy", type=Path, help="profile each measured phase into PATH.x<rate>.txt (raw)"
     )

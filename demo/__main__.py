@@ -177,14 +177,21 @@ async def watch_sos_button(session: aiohttp.ClientSession, token: str, drive: Dr
                 drive.request_sos()
 
 
-def start_home_assistant(folder: Path) -> subprocess.Popen[bytes]:
-    """Run Home Assistant on the folder; its output goes to home-assistant.out there."""
+def start_home_assistant(
+    folder: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run Home Assistant on the folder; its output goes to home-assistant.out there.
+
+    `env` adds to the environment (its PYTHONPATH goes before the repository's).
+    """
     output = (folder / "home-assistant.out").open("wb")
+    extra = dict(env or {})
+    path = os.pathsep.join(filter(None, [extra.pop("PYTHONPATH", ""), str(ROOT)]))
     return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
         [sys.executable, "-m", "homeassistant", "--config", str(folder)],
         stdout=output,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **extra, "PYTHONPATH": path},
         start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
     )
 
