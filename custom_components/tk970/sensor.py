@@ -72,6 +72,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         value_fn=lambda state: state.battery_voltage,
     ),
     TK970SensorDescription(
@@ -116,6 +117,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         translation_key="satellites",
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         value_fn=lambda state: state.satellites,
         aspect=POSITION,
     ),
@@ -125,6 +127,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         value_fn=lambda state: state.gsm_signal,
     ),
     TK970SensorDescription(
