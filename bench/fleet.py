@@ -1,17 +1,19 @@
 """A fleet in one real Home Assistant: its CPU, ack latency, lost acks and recorder growth.
 
     $TK970_VENV/bin/python bench/fleet.py [--trackers 1000] [--interval 10] [--seconds 120]
-        [--rates 1,2,4] [--parked] [--keep] [--json results.json]
+        [--rates 1,2,4] [--moving 1.0] [--exclude-speed] [--keep] [--json results.json]
 
 Starts Home Assistant (recorder on, SQLite, its default commit interval) from a throw-away
 folder on free ports, onboards it, adds the trackers through the integration's config flow over
 the REST API (as the UI does; timed), restarts it with them (timed), then runs the load generator
 in another process: N simulated GT06 trackers over TCP, each logging in and then reporting one
-location every `interval` seconds (driving: position and speed change with every report; or
-`--parked`: the same place again and again), timing every acknowledgement. While it runs, the
-Home Assistant process's CPU is read from /proc (utime + stime of all its threads), which holds
-on a loaded machine better than wall time. At the end every tracker must be on the map, and the
-recorder's database growth is divided by the reports.
+location every `interval` seconds, timing every acknowledgement. Driving trackers change position
+and speed with every report; `--moving 0.3` leaves 70% of them parked (the same place again and
+again). While it runs, the Home Assistant process's CPU is read from /proc (utime + stime of all
+its threads), which holds on a loaded machine better than wall time. After each phase it waits
+until Home Assistant is idle again, so that the work per report includes the recorder's backlog.
+At the end every tracker must be on the map, and the recorder's database growth is divided by
+the reports.
 
 `--rates 1,2,4` repeats the measurement with the same trackers reporting 1, 2 and 4 times as
 often, and fits CPU = idle + cost x reports/s through the points: the tracker count at 50% of a
@@ -92,7 +94,7 @@ http:
   server_port: {http_port}
 api:
 config:
-recorder:
+recorder:{recorder}
 logger:
   default: warning
 """
@@ -252,14 +254,19 @@ async def run_load(args: argparse.Namespace) -> None:
     readers = [asyncio.create_task(_read_acks(tracker, stats)) for tracker in trackers]
     print("ready", len(trackers), stats.connect_failures, flush=True)
     loop = asyncio.get_running_loop()
+    moving = round(args.moving * len(trackers))
+
+    def parked(index: int) -> bool:
+        return index >= moving
+
     if (await asyncio.to_thread(sys.stdin.readline)).strip() == "prime":
         # Two reports each, unmeasured: every entity has its first value before the phases.
         start = loop.time()
         end = start + 2 * args.interval
         await asyncio.gather(
             *(
-                _drive(tracker, _LoadStats(), args.interval, start, end, end, args.parked)
-                for tracker in trackers
+                _drive(tracker, _LoadStats(), args.interval, start, end, end, parked(index))
+                for index, tracker in enumerate(trackers)
             )
         )
         print("primed", flush=True)
@@ -278,8 +285,10 @@ async def run_load(args: argparse.Namespace) -> None:
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         await asyncio.gather(
             *(
-                _drive(tracker, stats, args.interval / rate, start, measure_from, end, args.parked)
-                for tracker in trackers
+                _drive(
+                    tracker, stats, args.interval / rate, start, measure_from, end, parked(index)
+                )
+                for index, tracker in enumerate(trackers)
             )
         )
         await asyncio.sleep(min(ACK_TIMEOUT, args.interval))  # the last acks
@@ -412,8 +421,7 @@ def load_generator(args: argparse.Namespace, port: int) -> Iterator[subprocess.P
         "--warmup", str(args.warmup), "--rates", ",".join(str(r) for r in args.rates),
         "--first-imei", FIRST_IMEI,
     ]  # fmt: skip
-    if args.parked:
-        command.append("--parked")
+    command += ["--moving", str(args.moving)]
     process = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
@@ -475,7 +483,10 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole benchmark; return its figures."""
     folder = Path(tempfile.mkdtemp(prefix="tk970-fleet-"))
     http_port, tracker_port = free_port(), free_port()
-    write_config(folder, CONFIGURATION.format(http_port=http_port))
+    recorder = ""
+    if args.exclude_speed:
+        recorder = "\n  exclude:\n    entity_globs:\n      - sensor.*_speed"
+    write_config(folder, CONFIGURATION.format(http_port=http_port, recorder=recorder))
     ha = HomeAssistantRun(folder, f"http://127.0.0.1:{http_port}")
     if args.watch_gc:
         ha.env = {
@@ -485,7 +496,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "trackers": args.trackers,
         "interval_s": args.interval,
-        "parked": args.parked,
+        "moving": args.moving,
+        "exclude_speed": args.exclude_speed,
         "cpus": os.cpu_count(),
         "loadavg_before": os.getloadavg()[0],
     }
@@ -648,7 +660,8 @@ def print_results(results: dict[str, Any]) -> None:
     print()
     print(
         f"{results['trackers']} trackers ({results['connected']} connected), one GT06 location "
-        f"every {results['interval_s']:g} s each, {'parked' if results['parked'] else 'driving'}; "
+        f"every {results['interval_s']:g} s each, {results['moving']:.0%} of them driving"
+        f"{', speed not recorded' if results['exclude_speed'] else ''}; "
         f"{results['cpus']} CPUs, load average {results['loadavg_before']:.1f} before"
     )
     print(
@@ -703,7 +716,14 @@ def main() -> None:
         default=[1.0],
         help="report rates to measure, as multiples of 1/interval (1,2,4 finds the ceiling)",
     )
-    parser.add_argument("--parked", action="store_true", help="trackers never move")
+    parser.add_argument(
+        "--moving", type=float, default=1.0, help="share of the trackers driving (others parked)"
+    )
+    parser.add_argument(
+        "--exclude-speed",
+        action="store_true",
+        help="the recorder leaves out the speed sensors (as a user may configure it)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the Home Assistant folder")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
