@@ -13,12 +13,13 @@ Rules (after Mozilla's Ichnaea and BeaconDB, `research/geolocation.md` §6):
   radius is half the box's diagonal, never less than a floor (1000 m for a 16-bit GSM cell id,
   500 m for larger ids, 50 m for Wi-Fi). The weight saturates, so a station that drifts is
   followed slowly instead of never.
-* **Outliers.** Once trusted, an observation far outside an entry's circle (four radii, at least
-  twice the floor) is not averaged in; three in a row mean the station is somewhere else now,
-  and the entry starts over from there.
-* **Moved stations.** An observation more than 100 km (cell) or 5 km (Wi-Fi) from an entry
-  means it moved or travels (a phone hotspot, a cell on wheels): the entry is deleted and the
-  station ignored for 48 hours. So is an access point whose box grows beyond 500 m.
+* **Outliers.** Once a cell is trusted, an observation far outside its circle (four radii, at
+  least twice the floor) is not averaged in; three in a row mean the cell is somewhere else
+  now, and the entry starts over from there.
+* **Moved stations.** An observation more than 100 km from a cell means it moved (or is a cell
+  on wheels): the entry is deleted and the cell ignored for 48 hours. An access point seen more
+  than 500 m from its entry, or whose box grows beyond that, travels (a phone hotspot, a bus):
+  the same.
 * **Trust.** A cell is used after a weight of 3 (three good fixes in it) or sightings on two
   days; an access point after a weight of 1 or two days, and only when another known access
   point in the same report agrees (two are needed, as in MLS and BeaconDB).
@@ -71,7 +72,6 @@ TRUST_WEIGHT_CELL = 3.0
 TRUST_WEIGHT_WIFI = 1.0
 TRUST_DAYS = 2
 MOVED_CELL_M = 100_000.0
-MOVED_WIFI_M = 5_000.0
 MAX_WIFI_RADIUS_M = 500.0
 BLOCK_SECONDS = 48 * 3600
 OUTLIER_RADII = 4.0
@@ -93,15 +93,24 @@ REFERENCE_WIFI_DBM = -80
 class _Stations:
     """One kind of station (cells or access points): entries, blocked keys, bounds."""
 
-    __slots__ = ("blocked", "entries", "max_entries", "moved_m", "trust_weight")
+    __slots__ = ("blocked", "entries", "max_entries", "max_radius", "moved_m", "trust_weight")
 
-    def __init__(self, *, max_entries: int, moved_m: float, trust_weight: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        moved_m: float,
+        trust_weight: float,
+        max_radius: float | None = None,
+    ) -> None:
         self.entries: dict[int, array[float]] = {}
         #: stations ignored until a Unix time (moved or travelling)
         self.blocked: dict[int, int] = {}
         self.max_entries = max_entries
         self.moved_m = moved_m
         self.trust_weight = trust_weight
+        #: a station whose box grows beyond this travels (Wi-Fi): blocked, not outlier-checked
+        self.max_radius = max_radius
 
     def trusted(self, row: array[float]) -> bool:
         return row[_WEIGHT] >= self.trust_weight or row[_DAYS] >= TRUST_DAYS
@@ -140,6 +149,8 @@ class _Stations:
         if now // DAY != int(row[_LAST_SEEN]) // DAY:
             row[_DAYS] += 1
         row[_LAST_SEEN] = max(row[_LAST_SEEN], now)
+        if self.max_radius is not None and radius_of(row, floor) > self.max_radius:
+            self.block(key, now)
         return True
 
     def block(self, key: int, now: int) -> None:
@@ -203,7 +214,10 @@ class LearnedTable:
             max_entries=max_entries, moved_m=MOVED_CELL_M, trust_weight=TRUST_WEIGHT_CELL
         )
         self.wifi = _Stations(
-            max_entries=max_entries, moved_m=MOVED_WIFI_M, trust_weight=TRUST_WEIGHT_WIFI
+            max_entries=max_entries,
+            moved_m=MAX_WIFI_RADIUS_M,
+            trust_weight=TRUST_WEIGHT_WIFI,
+            max_radius=MAX_WIFI_RADIUS_M,
         )
         self.on_change = on_change
         self._pruned_at = 0
@@ -243,9 +257,6 @@ class LearnedTable:
             for access_point in observation.wifi:
                 key = pack_mac(access_point.mac)
                 changed |= self.wifi.learn(key, latitude, longitude, weight, now, FLOOR_WIFI_M)
-                row = self.wifi.entries.get(key)
-                if row is not None and radius_of(row, FLOOR_WIFI_M) > MAX_WIFI_RADIUS_M:
-                    self.wifi.block(key, now)  # seen too far apart: it travels
         if (
             now - self._pruned_at >= 3600
             or len(self.cells.entries) > self.cells.max_entries
