@@ -125,16 +125,16 @@ def _jt808_location_body(fix: Fix, utc_offset: timedelta) -> bytes:
             + cell.cid.to_bytes(4, "big"),
         )
     if fix.wifi:
-        listed = fix.wifi[:5]
-        text = ",".join(f"{ap.mac},{ap.rssi}" for ap in listed)
-        bsj += _bsj_record(0x00B9, bytes([len(listed)]) + text.encode("ascii"))
+        points = fix.wifi[:5]
+        text = ",".join(f"{ap.mac},{ap.rssi}" for ap in points)
+        bsj += _bsj_record(0x00B9, bytes([len(points)]) + text.encode("ascii"))
     extras = (
         b"\x30\x01\x1c"  # network signal CSQ 28
         b"\x31\x01" + bytes([fix.satellites]) + b"\xeb" + bytes([len(bsj)]) + bsj
     )
     if fix.cells and len(fix.cells) > 1:
         # Every cell in view, serving first (vendor item 0xF0: MCC, MNC, CID, LAC, -dBm).
-        listed = b"".join(
+        cells = b"".join(
             cell.mcc.to_bytes(2, "big")
             + cell.mnc.to_bytes(2, "big")
             + cell.cid.to_bytes(4, "big")
@@ -142,7 +142,7 @@ def _jt808_location_body(fix: Fix, utc_offset: timedelta) -> bytes:
             + bytes([-cell.rssi])
             for cell in fix.cells[:8]
         )
-        extras += b"\xf0" + bytes([len(listed)]) + listed
+        extras += b"\xf0" + bytes([len(cells)]) + cells
     return basic + extras
 
 
