@@ -73,6 +73,7 @@ from .positioning import (
     has_fix,
     observe,
 )
+from .positioning.learned import snapshot_data
 from .protocol import Message, PositionSource
 
 if TYPE_CHECKING:
@@ -195,7 +196,14 @@ class Positioning:
     @callback
     def _save_due(self, _now: datetime) -> None:
         self._save_timer = None
-        self.store.async_delay_save(self.table.as_data)
+        self.hass.async_create_task(self._async_write(), f"{DOMAIN} save learned positions")
+
+    async def _async_write(self) -> None:
+        # Only the copy is made in the event loop; a full table's formatting takes too long
+        # for it, and runs in a worker thread like the Store's own JSON encoding.
+        snapshot = self.table.snapshot()
+        data = await self.hass.async_add_executor_job(snapshot_data, snapshot)
+        await self.store.async_save(data)
 
     async def _async_final_write(self, _event: Event) -> None:
         await self.async_save_now()
@@ -205,7 +213,7 @@ class Positioning:
         if self._save_timer is not None:
             self._save_timer()
             self._save_timer = None
-            await self.store.async_save(self.table.as_data())
+            await self._async_write()
 
     async def async_close(self) -> None:
         """The last tracker is gone: save, stop listening, release the database file."""

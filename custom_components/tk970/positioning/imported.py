@@ -31,35 +31,69 @@ from typing import IO, Any
 
 from .estimate import Estimate, Kind, Located, Method, combine
 from .learned import AGREE_CELL_M, MAX_CELL_RADIUS_M, REFERENCE_CELL_DBM, cell_floor, signal_weight
-from .observations import CellKey, Observation, cell_key
+from .observations import (
+    INVALID_CIDS,
+    INVALID_LACS,
+    MAX_CID,
+    MAX_LAC,
+    MAX_MCC,
+    MAX_MNC,
+    CellKey,
+    Observation,
+)
 
 ATTRIBUTION_OPENCELLID = "OpenCelliD Project, CC BY-SA 4.0"
 #: Radios whose rows use the cell key as we do (CDMA rows are SID/NID/BID: skipped).
-RADIOS = {"GSM": "gsm", "UMTS": "umts", "LTE": "lte", "NR": "nr"}
+RADIOS = {
+    spelling: radio
+    for word, radio in (("GSM", "gsm"), ("UMTS", "umts"), ("LTE", "lte"), ("NR", "nr"))
+    for spelling in (word, word.lower())
+}
 BATCH_ROWS = 20_000
 PROGRESS_SECONDS = 5.0
 #: This many rows in and still nothing readable: not a cell export.
 FORMAT_PROBE_ROWS = 1_000
 _GZIP_MAGIC = b"\x1f\x8b"
 
-_SCHEMA = """
+
+def _number(value: object) -> float:
+    """A stored range, whatever the export wrote (a number, or text that is none: 0)."""
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _sql_list(values: frozenset[int]) -> str:
+    return ", ".join(str(value) for value in sorted(values))
+
+
+#: Rows arrive as the CSV's text; the columns' types convert it (in C, several times faster
+#: than Python would), and the checks (the ranges of `observations.cell_key`) reject what is
+#: not a cell: `INSERT OR IGNORE` skips such a row instead of failing the import.
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS cells (
-    mcc INTEGER NOT NULL,
-    mnc INTEGER NOT NULL,
-    lac INTEGER NOT NULL,
-    cid INTEGER NOT NULL,
+    mcc INTEGER NOT NULL CHECK (typeof(mcc) = 'integer' AND mcc BETWEEN 1 AND {MAX_MCC}),
+    mnc INTEGER NOT NULL CHECK (typeof(mnc) = 'integer' AND mnc BETWEEN 0 AND {MAX_MNC}),
+    lac INTEGER NOT NULL CHECK (
+        typeof(lac) = 'integer' AND lac BETWEEN 1 AND {MAX_LAC}
+        AND lac NOT IN ({_sql_list(INVALID_LACS)})
+    ),
+    cid INTEGER NOT NULL CHECK (
+        typeof(cid) = 'integer' AND cid BETWEEN 1 AND {MAX_CID}
+        AND cid NOT IN ({_sql_list(INVALID_CIDS)})
+    ),
     radio TEXT NOT NULL,
-    lat REAL NOT NULL,
-    lon REAL NOT NULL,
+    lat REAL NOT NULL CHECK (typeof(lat) = 'real' AND lat BETWEEN -90 AND 90),
+    lon REAL NOT NULL CHECK (typeof(lon) = 'real' AND lon BETWEEN -180 AND 180),
     range INTEGER NOT NULL,
     samples INTEGER NOT NULL,
     updated INTEGER NOT NULL,
+    CHECK (lat != 0 OR lon != 0),
     PRIMARY KEY (mcc, mnc, lac, cid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+#: A row that fails a check, or is older than the row already there, is not written.
 _UPSERT = """
-INSERT INTO cells (mcc, mnc, lac, cid, radio, lat, lon, range, samples, updated)
+INSERT OR IGNORE INTO cells (mcc, mnc, lac, cid, radio, lon, lat, range, samples, updated)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (mcc, mnc, lac, cid) DO UPDATE SET
     radio = excluded.radio, lat = excluded.lat, lon = excluded.lon, range = excluded.range,
@@ -68,7 +102,8 @@ WHERE excluded.updated >= cells.updated
 """
 _LOOKUP = "SELECT lat, lon, range FROM cells WHERE mcc = ? AND mnc = ? AND lac = ? AND cid = ?"
 
-type Row = tuple[int, int, int, int, str, float, float, int, int, int]
+#: The CSV fields a row passes to `_UPSERT`, as text (radio already mapped).
+type Row = tuple[str, str, str, str, str, str, str, str, str, str]
 
 
 class ImportFormatError(ValueError):
@@ -94,7 +129,7 @@ class ImportSummary:
 
     rows_read: int
     cells_imported: int
-    rows_skipped: int  #: unreadable or invalid rows
+    rows_skipped: int  #: unreadable or invalid rows, and rows older than the cell already there
     rows_filtered: int  #: valid rows of other countries (the MCC filter)
     cells_in_database: int
     seconds: float
@@ -140,7 +175,7 @@ class CellDatabase:
             if found is None:
                 continue
             lat, lon, reach = found
-            radius = min(max(float(reach), cell_floor(cell.key)), MAX_CELL_RADIUS_M)
+            radius = min(max(reach, cell_floor(cell.key)), MAX_CELL_RADIUS_M)
             weight = signal_weight(cell.signal, REFERENCE_CELL_DBM) * (2.0 if index == 0 else 1.0)
             located.append(Located(lat, lon, radius, weight))
         if not located:
@@ -160,7 +195,7 @@ class CellDatabase:
             stations=count,
         )
 
-    def lookup(self, keys: Sequence[CellKey]) -> dict[CellKey, tuple[float, float, int]]:
+    def lookup(self, keys: Sequence[CellKey]) -> dict[CellKey, tuple[float, float, float]]:
         """Position and range of each key the database knows."""
         with self._lock:
             reader = self._open_reader()
@@ -171,7 +206,7 @@ class CellDatabase:
                 for key in keys:
                     row = reader.execute(_LOOKUP, key).fetchone()
                     if row is not None:
-                        found[key] = (float(row[0]), float(row[1]), int(row[2]))
+                        found[key] = (float(row[0]), float(row[1]), _number(row[2]))
             except sqlite3.Error:
                 self._close_reader()  # a replaced or damaged file: reopen next time
                 return {}
@@ -290,6 +325,7 @@ class CellDatabase:
 @dataclass(slots=True)
 class _Counts:
     read: int = 0
+    candidates: int = 0  #: rows that looked like cells, handed to SQLite
     imported: int = 0
     skipped: int = 0
     filtered: int = 0
@@ -309,14 +345,17 @@ def _copy_rows(
         for batch in _batches(csv.reader(text), mccs, counts):
             if cancel is not None and cancel.is_set():
                 raise ImportCancelledError
+            before = writer.total_changes
             writer.executemany(_UPSERT, batch)
-            counts.imported += len(batch)
+            written = writer.total_changes - before
+            counts.imported += written
+            counts.skipped += len(batch) - written
             now = time.monotonic()
             if progress is not None and now - last_report >= PROGRESS_SECONDS:
                 last_report = now
                 fraction = position() / size if size else None
                 progress(ImportProgress(counts.read, counts.imported, fraction))
-    if counts.read and not counts.imported and not counts.filtered:
+    if counts.read and not counts.candidates and not counts.filtered:
         raise ImportFormatError(f"no cell rows in {source.name}")
 
 
@@ -342,11 +381,14 @@ def _open_export(
 def _batches(
     rows: Iterator[list[str]], mccs: frozenset[int] | None, counts: _Counts
 ) -> Iterator[list[Row]]:
+    """The rows worth handing to SQLite, in batches; counts what is read, filtered, skipped."""
+    wanted = None if mccs is None else frozenset(str(mcc) for mcc in mccs)
+    radios = RADIOS
     batch: list[Row] = []
     for fields in rows:
         counts.read += 1
-        parsed = _parse_row(fields)
-        if parsed is None:
+        radio = radios.get(fields[0]) if len(fields) >= 13 else None
+        if radio is None:
             if counts.read == 1 and fields and fields[0].strip().lower() == "radio":
                 counts.read = 0  # the header line
                 continue
@@ -354,35 +396,17 @@ def _batches(
             if counts.read >= FORMAT_PROBE_ROWS and counts.skipped == counts.read:
                 raise ImportFormatError("the first rows are not cell rows")
             continue
-        if mccs is not None and parsed[0] not in mccs:
+        if wanted is not None and fields[1].strip().lstrip("0") not in wanted:
             counts.filtered += 1
             continue
-        batch.append(parsed)
+        batch.append(
+            (fields[1], fields[2], fields[3], fields[4], radio, fields[6], fields[7],
+             fields[8] or "0", fields[9] or "0", fields[12] or "0")
+        )  # fmt: skip
         if len(batch) >= BATCH_ROWS:
+            counts.candidates += len(batch)
             yield batch
             batch = []
     if batch:
+        counts.candidates += len(batch)
         yield batch
-
-
-def _parse_row(fields: list[str]) -> Row | None:
-    """One CSV row as a database row, or None when it is not a usable cell."""
-    if len(fields) < 13:
-        return None
-    radio = RADIOS.get(fields[0].strip().upper())
-    if radio is None:
-        return None
-    try:
-        key = cell_key(int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4]))
-        lon = float(fields[6])
-        lat = float(fields[7])
-        reach = int(float(fields[8] or 0))
-        samples = int(fields[9] or 0)
-        updated = int(fields[12] or 0)
-    except ValueError:
-        return None
-    if key is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or lat == lon == 0:
-        return None
-    if not (math.isfinite(lat) and math.isfinite(lon)):
-        return None
-    return (*key, radio, lat, lon, max(reach, 0), max(samples, 0), updated)

@@ -26,10 +26,11 @@ Rules (after Mozilla's Ichnaea and BeaconDB, `research/geolocation.md` §6):
 * **Bounds.** Entries unseen for a year expire; each table holds at most `max_entries`, the
   least recently seen dropped first.
 
-Entries are stored as `array('d')` rows in dicts keyed by packed integers: about a quarter of
-the memory of an object per entry (see `bench/positioning.py`). `as_data()` / `from_data()`
-are the persistence pair: Home Assistant backs them with a `Store` and a delayed save, the
-gateway with `persist.JsonFile`.
+Entries are stored as `array('d')` rows in dicts keyed by packed integers: about half the
+memory of a dict of named fields per entry (see `bench/positioning.py`). `as_data()` /
+`load_data()` are the persistence pair (`snapshot()` + `snapshot_data()` split the first into
+a cheap copy and the formatting, which can run in a worker thread): Home Assistant backs them
+with a `Store` and a delayed save, the gateway with `persist.JsonFile`.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from .estimate import Estimate, Kind, Located, Method, combine, distance_m
+from .estimate import Estimate, Kind, Located, Method, approx_distance_m, combine
 from .observations import (
     CellKey,
     Observation,
@@ -128,7 +129,7 @@ class _Stations:
         if row is None:
             self.entries[key] = _new_row(lat, lon, weight, now)
             return True
-        away = distance_m(row[_LAT], row[_LON], lat, lon)
+        away = approx_distance_m(row[_LAT], row[_LON], lat, lon)
         if away > self.moved_m:
             self.block(key, now)
             return True
@@ -138,6 +139,7 @@ class _Stations:
                 self.entries[key] = _new_row(lat, lon, weight, now)
             return True
         row[_OUTLIERS] = 0
+        grows = not (row[_SOUTH] <= lat <= row[_NORTH] and row[_WEST] <= lon <= row[_EAST])
         total = row[_WEIGHT] + weight
         row[_LAT] += (lat - row[_LAT]) * weight / total
         row[_LON] += (lon - row[_LON]) * weight / total
@@ -149,7 +151,7 @@ class _Stations:
         if now // DAY != int(row[_LAST_SEEN]) // DAY:
             row[_DAYS] += 1
         row[_LAST_SEEN] = max(row[_LAST_SEEN], now)
-        if self.max_radius is not None and radius_of(row, floor) > self.max_radius:
+        if grows and self.max_radius is not None and radius_of(row, floor) > self.max_radius:
             self.block(key, now)
         return True
 
@@ -184,7 +186,7 @@ def _new_row(lat: float, lon: float, weight: float, now: int) -> array[float]:
 
 def radius_of(row: array[float], floor: float) -> float:
     """Half the diagonal of an entry's bounding box, at least `floor`."""
-    diagonal = distance_m(row[_SOUTH], row[_WEST], row[_NORTH], row[_EAST])
+    diagonal = approx_distance_m(row[_SOUTH], row[_WEST], row[_NORTH], row[_EAST])
     return max(diagonal / 2, floor)
 
 
@@ -323,22 +325,18 @@ class LearnedTable:
     # -- persistence ------------------------------------------------------------------------
 
     def as_data(self) -> dict[str, Any]:
-        """JSON-safe snapshot: `{"version", "cells": {"mcc-mnc-lac-cid": row}, "wifi": {...}}`.
+        """JSON-safe contents (`snapshot_data(self.snapshot())`)."""
+        return snapshot_data(self.snapshot())
 
-        A row is `[lat, lon, weight, south, west, north, east, last_seen, days, outliers]`;
-        blocked stations are kept with the Unix time they are ignored until.
-        """
-        return {
-            "version": DATA_VERSION,
-            "cells": {
-                format_cell(unpack_cell(k)): _saved(row) for k, row in self.cells.entries.items()
-            },
-            "wifi": {unpack_mac(k): _saved(row) for k, row in self.wifi.entries.items()},
-            "blocked_cells": {
-                format_cell(unpack_cell(k)): until for k, until in self.cells.blocked.items()
-            },
-            "blocked_wifi": {unpack_mac(k): until for k, until in self.wifi.blocked.items()},
-        }
+    def snapshot(self) -> Snapshot:
+        """A copy of the contents, cheap enough for an event loop; `snapshot_data()` makes
+        it JSON-safe, and may run in a worker thread."""
+        return Snapshot(
+            [(k, row.tolist()) for k, row in self.cells.entries.items()],
+            [(k, row.tolist()) for k, row in self.wifi.entries.items()],
+            list(self.cells.blocked.items()),
+            list(self.wifi.blocked.items()),
+        )
 
     def load_data(self, data: object, *, now: int) -> int:
         """Replace the contents with an `as_data()` snapshot; return the entries loaded.
@@ -389,9 +387,37 @@ def _plausible(latitude: float, longitude: float) -> bool:
     return -90 <= latitude <= 90 and -180 <= longitude <= 180 and (latitude, longitude) != (0, 0)
 
 
-def _saved(row: array[float]) -> list[float | int]:
-    values: list[float | int] = [round(v, 7) for v in row[:_LAST_SEEN]]
-    return [*values, int(row[_LAST_SEEN]), int(row[_DAYS]), int(row[_OUTLIERS])]
+class Snapshot(NamedTuple):
+    """The table's contents at one moment: (packed key, row values) and (packed key, until)."""
+
+    cells: list[tuple[int, list[float]]]
+    wifi: list[tuple[int, list[float]]]
+    blocked_cells: list[tuple[int, int]]
+    blocked_wifi: list[tuple[int, int]]
+
+
+def snapshot_data(snapshot: Snapshot) -> dict[str, Any]:
+    """JSON-safe form: `{"version", "cells": {"mcc-mnc-lac-cid": row}, "wifi": {mac: row}, ...}`.
+
+    A row is `[lat, lon, weight, south, west, north, east, last_seen, days, outliers]`;
+    blocked stations are kept with the Unix time they are ignored until. Touches nothing but
+    the snapshot: safe in a worker thread.
+    """
+    return {
+        "version": DATA_VERSION,
+        "cells": {format_cell(unpack_cell(k)): _saved(row) for k, row in snapshot.cells},
+        "wifi": {unpack_mac(k): _saved(row) for k, row in snapshot.wifi},
+        "blocked_cells": {format_cell(unpack_cell(k)): t for k, t in snapshot.blocked_cells},
+        "blocked_wifi": {unpack_mac(k): t for k, t in snapshot.blocked_wifi},
+    }
+
+
+def _saved(row: list[float]) -> list[float | int]:
+    lat, lon, weight, south, west, north, east, last_seen, days, outliers = row
+    return [
+        round(lat, 7), round(lon, 7), round(weight, 4), round(south, 7), round(west, 7),
+        round(north, 7), round(east, 7), int(last_seen), int(days), int(outliers),
+    ]  # fmt: skip
 
 
 def _cell_packer(text: str) -> int | None:

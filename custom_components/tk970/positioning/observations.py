@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+import re
 from typing import NamedTuple, Protocol
 
 
@@ -157,9 +159,19 @@ def cell_key(mcc: int, mnc: int, lac: int, cid: int) -> CellKey | None:
     return (mcc, mnc, lac, cid)
 
 
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
+@lru_cache(maxsize=4096)
 def normalise_mac(mac: str) -> str | None:
-    """A MAC as lower-case colon-separated hex, or None for a malformed, empty or group one."""
-    digits = "".join(ch for ch in mac.lower() if ch not in ":-. ")
+    """A MAC as lower-case colon-separated hex, or None for a malformed, empty or group one.
+
+    Cached: a tracker sees the same few access points report after report.
+    """
+    canonical = _CANONICAL_MAC.fullmatch(mac) is not None  # what the decoders produce
+    digits = (
+        mac.replace(":", "") if canonical else "".join(ch for ch in mac.lower() if ch not in ":-. ")
+    )
     if len(digits) != 12:
         return None
     try:
@@ -168,7 +180,7 @@ def normalise_mac(mac: str) -> str | None:
         return None
     if value in (0, 0xFFFFFFFFFFFF) or (value >> 40) & 0x01:
         return None  # all zeros, broadcast, or a multicast (group) address: no access point
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    return mac if canonical else ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
 def dbm(value: int | None) -> int | None:
