@@ -152,14 +152,18 @@ class Drive:
         heartbeat_every: int = 6,
         sos_every: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_stretch: Callable[[str], None] | None = None,
     ) -> None:
-        """Set the reporting cadence; `sos_every` seconds raises SOS on a schedule."""
+        """Set the reporting cadence; `sos_every` seconds raises SOS on a schedule;
+        `on_stretch` hears "gnss", "lbs", "tunnel" or "offline" when the road changes."""
         self.tracker = tracker
         self.route = route
         self.interval = interval
         self.heartbeat_every = heartbeat_every
         self.sos_every = sos_every
         self.clock = clock
+        self.on_stretch = on_stretch
+        self.stretch: str | None = None
         self.driven = 0.0  # seconds of driving (the clock stops while the relay is cut)
         self.buffered: list[Fix] = []
         #: where the last valid fix was: fix-less reports repeat it, as devices do
@@ -212,6 +216,12 @@ class Drive:
         if not tracker.relay:
             self.driven += self.interval
         where = self.position()
+        stretch = "offline" if where.offline else where.stretch
+        if stretch != self.stretch:
+            self.stretch = stretch
+            _LOGGER.debug("Simulated %s %s: %s", tracker.protocol, tracker.identity, stretch)
+            if self.on_stretch is not None:
+                self.on_stretch(stretch)
         speed = 0.0 if tracker.relay else where.speed_kmh
         valid = where.stretch == "gnss"
         if valid:

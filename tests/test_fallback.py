@@ -631,3 +631,36 @@ async def test_options_flow_fields(hass: HomeAssistant, port: int) -> None:
     assert entry.runtime_data.positioning.provider is not None
     assert entry.runtime_data.positioning.provider.url == "https://us1.unwiredlabs.com/v2/process"
     assert ANSWER  # the fake provider's default answer is what the online tests expect
+
+
+async def test_removing_the_last_tracker_removes_what_was_learned_and_imported(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    trackers: Callable[..., Any],
+    config_dir: Path,
+    port: int,
+) -> None:
+    """Learned positions and imported cells belong to the installation: the last tracker's
+    removal takes them along; removing one of two keeps them."""
+    tracker: Tracker = await trackers("gt06")
+    export(config_dir / "cells.csv.gz", 10)
+    await hass.services.async_call(
+        DOMAIN, "import_cell_database", {"path": "cells.csv.gz"}, blocking=True
+    )
+    for _ in range(3):
+        await tracker.fix(HERE)
+    other = make_entry("864717003283581", port, name="Car")
+    other.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(other.entry_id)
+    await tracker.device.close()
+    database = config_dir / ".storage" / "tk970.cells.sqlite3"
+    await hass.config_entries.async_remove(tracker.entry.entry_id)
+    await hass.async_block_till_done()
+    async_fire_time_changed(hass, datetime.now(UTC) + timedelta(seconds=SAVE_DELAY + 1))
+    await hass.async_block_till_done()
+    assert hass_storage[STORAGE_KEY]["data"]["cells"]
+    assert database.exists()
+    await hass.config_entries.async_remove(other.entry_id)
+    await hass.async_block_till_done()
+    assert STORAGE_KEY not in hass_storage
+    assert not database.exists()

@@ -122,14 +122,20 @@ async def async_unload_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> bo
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> None:
-    """The tracker is gone for good: drop its saved state and any repair for its port."""
+    """The tracker is gone for good: drop its saved state and any repair for its port; the
+    last tracker also takes the learned positions and the imported cells with it."""
     from .coordinator import async_remove_saved_state  # noqa: PLC0415
-    from .fallback import async_delete_issues  # noqa: PLC0415
+    from .fallback import async_delete_issues, async_remove_positioning_data  # noqa: PLC0415
     from .hub import async_prune_port_issues  # noqa: PLC0415
 
     await async_remove_saved_state(hass, entry.entry_id)
     async_delete_issues(hass, entry.entry_id)
     async_prune_port_issues(hass, _ports_in_use(hass, excluding=entry.entry_id))
+    if not any(
+        other.entry_id != entry.entry_id
+        for other in hass.config_entries.async_entries(DOMAIN, include_ignore=False)
+    ):
+        await async_remove_positioning_data(hass)
 
 
 def _ports_in_use(hass: HomeAssistant, excluding: str | None = None) -> set[int]:

@@ -257,6 +257,13 @@ async def async_release_positioning(hass: HomeAssistant, entry_id: str) -> None:
             await positioning.async_close()
 
 
+async def async_remove_positioning_data(hass: HomeAssistant) -> None:
+    """The last tracker was removed: delete the learned table and the imported cells."""
+    await Store[dict[str, Any]](hass, STORAGE_VERSION, STORAGE_KEY).async_remove()
+    if await hass.async_add_executor_job(async_get_database(hass).delete):
+        LOGGER.info("Removed the imported cell database with the last tracker")
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending[W]:
     observation: Observation
