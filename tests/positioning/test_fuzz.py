@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import tempfile
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from custom_components.tk970.positioning import CellDatabase, ImportFormatError, LearnedTable
 from custom_components.tk970.positioning.providers import (
