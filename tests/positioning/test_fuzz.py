@@ -49,6 +49,7 @@ def test_any_answer_is_a_position_or_a_provider_error(
         assert accuracy >= 1
 
 
+@SOME
 @given(JSON)
 def test_any_saved_table_loads(data: object) -> None:
     """A damaged or foreign file costs entries, never the start-up."""
