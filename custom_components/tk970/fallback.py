@@ -268,6 +268,7 @@ async def async_remove_positioning_data(hass: HomeAssistant) -> None:
 class _Pending[W]:
     observation: Observation
     when: W
+    online: bool
 
 
 class TrackerPositioning[W]:
@@ -333,11 +334,12 @@ class TrackerPositioning[W]:
             estimate = self.shared.resolver.resolve_learned(observation, now=_now())
             if estimate is not None:
                 return estimate
-        if message.historical and self.provider is not None:
-            # A late record from the device's buffer is not worth a request: its position
-            # would only be shown if nothing newer was, and a newer report is coming anyway.
-            return None
-        self._pending = _Pending(observation, when)
+        # A late record from the device's buffer is not worth an online request: its
+        # position would only be shown if nothing newer was, and a newer report is coming.
+        online = not message.historical and self.provider is not None
+        if not online and not self.shared.database.maybe_present:
+            return None  # nobody else to ask
+        self._pending = _Pending(observation, when, online=online)
         if self._task is None or self._task.done():
             self._task = self.entry.async_create_background_task(
                 self.hass, self._async_resolve_pending(), f"{DOMAIN} fallback {self.tracker}"
@@ -348,7 +350,7 @@ class TrackerPositioning[W]:
         """Resolve the newest report waiting (older ones are superseded), until none is left."""
         while (pending := self._pending) is not None:
             self._pending = None
-            provider = self.provider
+            provider = self.provider if pending.online else None
             try:
                 resolution = await self.shared.resolver.resolve_remote(
                     pending.observation, tracker=self.tracker, provider=provider

@@ -161,6 +161,13 @@ class CellDatabase:
         self._reader: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._attribution: str | None = None
+        #: the file was looked for and is not there (imports and deletes go through here)
+        self._absent = False
+
+    @property
+    def maybe_present(self) -> bool:
+        """False once the file is known not to exist: nothing to ask, not even a thread."""
+        return not self._absent
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -215,6 +222,7 @@ class CellDatabase:
     def _open_reader(self) -> sqlite3.Connection | None:
         if self._reader is None:
             if not self.path.exists():
+                self._absent = True
                 return None
             try:
                 reader = sqlite3.connect(
@@ -271,6 +279,7 @@ class CellDatabase:
         these cases the database is left as it was.
         """
         started = time.monotonic()
+        self._absent = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = sqlite3.connect(self.path, isolation_level=None)
         counts = _Counts()
@@ -319,6 +328,7 @@ class CellDatabase:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     Path(f"{self.path}{suffix}").unlink()
+            self._absent = True
             return existed
 
 

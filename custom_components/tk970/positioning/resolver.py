@@ -80,7 +80,7 @@ class Resolver:
         provider: ProviderConfig | None,
     ) -> Resolution:
         """The imported database's answer, else the provider's (if one is configured)."""
-        if self.database is not None and observation.cells:
+        if self.database is not None and observation.cells and self.database.maybe_present:
             estimate = await self.run_blocking(self.database.resolve, observation)
             if estimate is not None:
                 return Resolution(estimate)
