@@ -369,7 +369,7 @@ class TrackerPositioning[W]:
             return
         if result.problem is not None:
             self._raise_issue(result.problem, provider)
-        elif result.outcome in (Outcome.FOUND, Outcome.NOT_FOUND):
+        elif self._issue is not None and result.outcome in (Outcome.FOUND, Outcome.NOT_FOUND):
             self.clear_issues()
 
     def _raise_issue(self, problem: Problem, provider: ProviderConfig) -> None:
