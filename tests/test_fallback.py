@@ -664,3 +664,27 @@ async def test_removing_the_last_tracker_removes_what_was_learned_and_imported(
     await hass.async_block_till_done()
     assert STORAGE_KEY not in hass_storage
     assert not database.exists()
+
+
+async def test_the_quota_repair_goes_when_the_provider_answers_again(
+    hass: HomeAssistant, trackers: Callable[..., Any], provider: FakeProvider
+) -> None:
+    """After the quota resets, the next answer shows a position and removes the repair."""
+    provider.responses.append(error(403, "dailyLimitExceeded"))
+    tracker: Tracker = await trackers(
+        "jt808", geolocation_provider="mls", geolocation_url=f"{provider.url}/v1/geolocate"
+    )
+    online = tracker.shared.online
+    await tracker.no_fix(UNVISITED)
+    await background_done(tracker, 1)
+    registry = ir.async_get(hass)
+    assert [key for key in registry.issues if key[0] == DOMAIN]
+    later = datetime.now(UTC) + timedelta(days=1, hours=1)
+    online.clock = lambda: later
+    await tracker.no_fix((UNVISITED[0] + 0.05, UNVISITED[1]))
+    await background_done(tracker, 2)
+    await wait_for_state(
+        hass, tracker.entity, lambda s: s.attributes.get("position_method") == "online"
+    )
+    assert [key for key in registry.issues if key[0] == DOMAIN] == []
+    assert len(provider.requests) == 2
