@@ -43,19 +43,19 @@ class Waypoint:
     stretch: str = "gnss"
 
 
-#: A 6 km loop around the Tiergarten in Berlin, with a short stop at the Brandenburg Gate and a
-#: longer one at the Victory Column (time to cut the engine), an LBS-only stretch of about a
-#: kilometre among the trees and a short tunnel.
+#: A 5 km loop through the Tiergarten in Berlin, with a short stop at the Brandenburg Gate and a
+#: longer one at the Victory Column (time to cut the engine), then a kilometre without GPS among
+#: the trees, back east along the avenue it came by (so the cells around were learned there),
+#: and a 1.2 km tunnel to Potsdamer Platz.
 BUILTIN_LOOP = (
     Waypoint(52.51627, 13.37770, stop=10),  # Brandenburg Gate
     Waypoint(52.51450, 13.35010),
-    Waypoint(52.51450, 13.35010 - 0.0001, stop=45),  # Victory Column
-    Waypoint(52.51348, 13.34550, stretch="lbs"),
-    Waypoint(52.51110, 13.33500, stretch="lbs"),
-    Waypoint(52.50920, 13.33700),
-    Waypoint(52.50860, 13.35500, stretch="tunnel"),
-    Waypoint(52.50960, 13.36900),
-    Waypoint(52.50990, 13.37610),  # Potsdamer Platz
+    Waypoint(52.51450, 13.35000, stop=45),  # Victory Column
+    Waypoint(52.51400, 13.34900, stretch="lbs"),
+    Waypoint(52.51150, 13.35200, stretch="lbs"),
+    Waypoint(52.51120, 13.36500),
+    Waypoint(52.50950, 13.35800, stretch="tunnel"),
+    Waypoint(52.50960, 13.37610),  # Potsdamer Platz
     Waypoint(52.51350, 13.37800),
 )
 
