@@ -91,10 +91,18 @@ CREATE TABLE IF NOT EXISTS cells (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
-#: A row that fails a check, or is older than the row already there, is not written.
+#: Each batch is staged as text, then moved in key order (SQLite sorts it): inserting in the
+#: table's order is about twice as fast as in the file's. A row that fails a check, or is
+#: older than the row already there, is not written.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging (mcc, mnc, lac, cid, radio, lon, lat, range, samples,
+    updated)
+"""
+_STAGE = "INSERT INTO staging VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _UPSERT = """
 INSERT OR IGNORE INTO cells (mcc, mnc, lac, cid, radio, lon, lat, range, samples, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+SELECT * FROM staging WHERE true
+ORDER BY CAST(mcc AS INTEGER), CAST(mnc AS INTEGER), CAST(lac AS INTEGER), CAST(cid AS INTEGER)
 ON CONFLICT (mcc, mnc, lac, cid) DO UPDATE SET
     radio = excluded.radio, lat = excluded.lat, lon = excluded.lon, range = excluded.range,
     samples = excluded.samples, updated = excluded.updated
@@ -102,7 +110,7 @@ WHERE excluded.updated >= cells.updated
 """
 _LOOKUP = "SELECT lat, lon, range FROM cells WHERE mcc = ? AND mnc = ? AND lac = ? AND cid = ?"
 
-#: The CSV fields a row passes to `_UPSERT`, as text (radio already mapped).
+#: The CSV fields of a row as staged, text (radio already mapped).
 type Row = tuple[str, str, str, str, str, str, str, str, str, str]
 
 
@@ -287,6 +295,7 @@ class CellDatabase:
             writer.execute("PRAGMA journal_mode = WAL")
             writer.execute("PRAGMA synchronous = NORMAL")
             writer.executescript(_SCHEMA)
+            writer.execute(_STAGING)
             writer.execute("BEGIN IMMEDIATE")
             try:
                 if replace:
@@ -355,8 +364,10 @@ def _copy_rows(
         for batch in _batches(csv.reader(text), mccs, counts):
             if cancel is not None and cancel.is_set():
                 raise ImportCancelledError
+            writer.execute("DELETE FROM staging")
+            writer.executemany(_STAGE, batch)
             before = writer.total_changes
-            writer.executemany(_UPSERT, batch)
+            writer.execute(_UPSERT)
             written = writer.total_changes - before
             counts.imported += written
             counts.skipped += len(batch) - written
