@@ -26,11 +26,12 @@ Rules (after Mozilla's Ichnaea and BeaconDB, `research/geolocation.md` §6):
 * **Bounds.** Entries unseen for a year expire; each table holds at most `max_entries`, the
   least recently seen dropped first.
 
-Entries are stored as `array('d')` rows in dicts keyed by packed integers: about half the
-memory of a dict of named fields per entry (see `bench/positioning.py`). `as_data()` /
-`load_data()` are the persistence pair (`snapshot()` + `snapshot_data()` split the first into
-a cheap copy and the formatting, which can run in a worker thread): Home Assistant backs them
-with a `Store` and a delayed save, the gateway with `persist.JsonFile`.
+Entries are rows of one `array('d')` per kind, found through dicts keyed by packed
+integers: less than half the memory of a dict of named fields per entry
+(`bench/positioning.py`). `as_data()` / `load_data()` are the persistence pair
+(`snapshot()` + `snapshot_data()` split the first into a cheap copy and the formatting, which
+can run in a worker thread): Home Assistant backs them with a `Store` and a delayed save, the
+gateway with `persist.JsonFile`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ DATA_VERSION = 1
 
 # Row layout of one entry.
 _LAT, _LON, _WEIGHT, _SOUTH, _WEST, _NORTH, _EAST, _LAST_SEEN, _DAYS, _OUTLIERS = range(10)
+_WIDTH = 10
 
 DAY = 86_400
 #: Fix quality: full weight up to this accuracy, then falling as 1/accuracy.
@@ -92,9 +94,17 @@ REFERENCE_WIFI_DBM = -80
 
 
 class _Stations:
-    """One kind of station (cells or access points): entries, blocked keys, bounds."""
+    """One kind of station (cells or access points): entries, blocked keys, bounds.
 
-    __slots__ = ("blocked", "entries", "max_entries", "max_radius", "moved_m", "trust_weight")
+    All entries live in one `array('d')` (the slab), `_WIDTH` doubles each; `entries` maps a
+    packed key to the offset of its row. Freed rows are reused. One slab instead of an object
+    per entry halves the memory, and a save copies it in one go.
+    """
+
+    __slots__ = (
+        "blocked", "entries", "free", "max_entries", "max_radius", "moved_m", "slab",
+        "trust_weight",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -104,7 +114,10 @@ class _Stations:
         trust_weight: float,
         max_radius: float | None = None,
     ) -> None:
-        self.entries: dict[int, array[float]] = {}
+        #: packed key -> offset of the entry's row in `slab`
+        self.entries: dict[int, int] = {}
+        self.slab: array[float] = array("d")
+        self.free: list[int] = []
         #: stations ignored until a Unix time (moved or travelling)
         self.blocked: dict[int, int] = {}
         self.max_entries = max_entries
@@ -113,8 +126,34 @@ class _Stations:
         #: a station whose box grows beyond this travels (Wi-Fi): blocked, not outlier-checked
         self.max_radius = max_radius
 
-    def trusted(self, row: array[float]) -> bool:
-        return row[_WEIGHT] >= self.trust_weight or row[_DAYS] >= TRUST_DAYS
+    def trusted(self, at: int) -> bool:
+        slab = self.slab
+        return slab[at + _WEIGHT] >= self.trust_weight or slab[at + _DAYS] >= TRUST_DAYS
+
+    def radius(self, at: int, floor: float) -> float:
+        """Half the diagonal of an entry's bounding box, at least `floor`."""
+        slab = self.slab
+        diagonal = approx_distance_m(
+            slab[at + _SOUTH], slab[at + _WEST], slab[at + _NORTH], slab[at + _EAST]
+        )
+        return max(diagonal / 2, floor)
+
+    def put(self, key: int, values: Iterable[float]) -> None:
+        """Store a row for `key` (a new one, or over its old one)."""
+        at = self.entries.get(key)
+        if at is None:
+            if self.free:
+                at = self.free.pop()
+            else:
+                at = len(self.slab)
+                self.slab.extend((0.0,) * _WIDTH)
+            self.entries[key] = at
+        self.slab[at : at + _WIDTH] = array("d", values)
+
+    def remove(self, key: int) -> None:
+        at = self.entries.pop(key, None)
+        if at is not None:
+            self.free.append(at)
 
     def learn(
         self, key: int, lat: float, lon: float, weight: float, now: int, floor: float
@@ -125,69 +164,78 @@ class _Stations:
             if until > now:
                 return False
             del self.blocked[key]
-        row = self.entries.get(key)
-        if row is None:
-            self.entries[key] = _new_row(lat, lon, weight, now)
+        at = self.entries.get(key)
+        if at is None:
+            self.put(key, _new_row(lat, lon, weight, now))
             return True
-        away = approx_distance_m(row[_LAT], row[_LON], lat, lon)
+        slab = self.slab
+        away = approx_distance_m(slab[at + _LAT], slab[at + _LON], lat, lon)
         if away > self.moved_m:
             self.block(key, now)
             return True
-        if self.trusted(row) and away > max(OUTLIER_RADII * radius_of(row, floor), 2 * floor):
-            row[_OUTLIERS] += 1
-            if row[_OUTLIERS] >= OUTLIERS_TO_RESET:
-                self.entries[key] = _new_row(lat, lon, weight, now)
+        if self.trusted(at) and away > max(OUTLIER_RADII * self.radius(at, floor), 2 * floor):
+            slab[at + _OUTLIERS] += 1
+            if slab[at + _OUTLIERS] >= OUTLIERS_TO_RESET:
+                self.put(key, _new_row(lat, lon, weight, now))
             return True
-        row[_OUTLIERS] = 0
-        grows = not (row[_SOUTH] <= lat <= row[_NORTH] and row[_WEST] <= lon <= row[_EAST])
-        total = row[_WEIGHT] + weight
-        row[_LAT] += (lat - row[_LAT]) * weight / total
-        row[_LON] += (lon - row[_LON]) * weight / total
-        row[_WEIGHT] = min(total, MAX_WEIGHT)
-        row[_SOUTH] = min(row[_SOUTH], lat)
-        row[_NORTH] = max(row[_NORTH], lat)
-        row[_WEST] = min(row[_WEST], lon)
-        row[_EAST] = max(row[_EAST], lon)
-        if now // DAY != int(row[_LAST_SEEN]) // DAY:
-            row[_DAYS] += 1
-        row[_LAST_SEEN] = max(row[_LAST_SEEN], now)
-        if grows and self.max_radius is not None and radius_of(row, floor) > self.max_radius:
+        slab[at + _OUTLIERS] = 0
+        south, west, north, east = (
+            slab[at + _SOUTH], slab[at + _WEST], slab[at + _NORTH], slab[at + _EAST]
+        )  # fmt: skip
+        grows = not (south <= lat <= north and west <= lon <= east)
+        total = slab[at + _WEIGHT] + weight
+        slab[at + _LAT] += (lat - slab[at + _LAT]) * weight / total
+        slab[at + _LON] += (lon - slab[at + _LON]) * weight / total
+        slab[at + _WEIGHT] = min(total, MAX_WEIGHT)
+        if grows:
+            slab[at + _SOUTH] = min(south, lat)
+            slab[at + _NORTH] = max(north, lat)
+            slab[at + _WEST] = min(west, lon)
+            slab[at + _EAST] = max(east, lon)
+        if now // DAY != int(slab[at + _LAST_SEEN]) // DAY:
+            slab[at + _DAYS] += 1
+        slab[at + _LAST_SEEN] = max(slab[at + _LAST_SEEN], now)
+        if grows and self.max_radius is not None and self.radius(at, floor) > self.max_radius:
             self.block(key, now)
         return True
 
     def block(self, key: int, now: int) -> None:
-        self.entries.pop(key, None)
+        self.remove(key)
         self.blocked[key] = now + BLOCK_SECONDS
+
+    def last_seen(self, key: int) -> float:
+        return self.slab[self.entries[key] + _LAST_SEEN]
 
     def prune(self, now: int) -> int:
         """Drop expired entries and stale blocks, then the least recently seen over the cap."""
         before = len(self.entries)
         horizon = now - EXPIRE_SECONDS
-        for key in [k for k, row in self.entries.items() if row[_LAST_SEEN] < horizon]:
-            del self.entries[key]
+        for key in [k for k in self.entries if self.last_seen(k) < horizon]:
+            self.remove(key)
         for key in [k for k, until in self.blocked.items() if until <= now]:
             del self.blocked[key]
         excess = len(self.entries) - self.max_entries
         if excess > 0:
             # Drop a little more than needed, so a full table is not sorted on every report.
             excess += self.max_entries // 20
-            oldest = sorted(self.entries, key=lambda k: self.entries[k][_LAST_SEEN])[:excess]
-            for key in oldest:
-                del self.entries[key]
+            for key in sorted(self.entries, key=self.last_seen)[:excess]:
+                self.remove(key)
         if len(self.blocked) > self.max_entries:
             for key in sorted(self.blocked, key=self.blocked.__getitem__)[: self.max_entries // 20]:
                 del self.blocked[key]
+        if not self.entries:
+            self.slab = array("d")  # give the memory back
+            self.free.clear()
         return before - len(self.entries)
 
+    def row(self, key: int) -> list[float]:
+        """A copy of an entry's row."""
+        at = self.entries[key]
+        return self.slab[at : at + _WIDTH].tolist()
 
-def _new_row(lat: float, lon: float, weight: float, now: int) -> array[float]:
-    return array("d", (lat, lon, weight, lat, lon, lat, lon, now, 1, 0))
 
-
-def radius_of(row: array[float], floor: float) -> float:
-    """Half the diagonal of an entry's bounding box, at least `floor`."""
-    diagonal = approx_distance_m(row[_SOUTH], row[_WEST], row[_NORTH], row[_EAST])
-    return max(diagonal / 2, floor)
+def _new_row(lat: float, lon: float, weight: float, now: int) -> tuple[float, ...]:
+    return (lat, lon, weight, lat, lon, lat, lon, now, 1, 0)
 
 
 def cell_floor(key: CellKey) -> float:
@@ -283,14 +331,15 @@ class LearnedTable:
     def resolve_wifi(self, observation: Observation, *, now: int) -> Estimate | None:
         """Two or more trusted access points that agree, or None."""
         located = []
+        stations = self.wifi
         for access_point in observation.wifi:
-            row = self._usable(self.wifi, pack_mac(access_point.mac), now)
-            if row is not None:
+            at = _usable(stations, pack_mac(access_point.mac), now)
+            if at is not None:
                 located.append(
                     Located(
-                        row[_LAT],
-                        row[_LON],
-                        radius_of(row, FLOOR_WIFI_M),
+                        stations.slab[at + _LAT],
+                        stations.slab[at + _LON],
+                        stations.radius(at, FLOOR_WIFI_M),
                         signal_weight(access_point.signal, REFERENCE_WIFI_DBM),
                     )
                 )
@@ -302,25 +351,25 @@ class LearnedTable:
     def resolve_cells(self, observation: Observation, *, now: int) -> Estimate | None:
         """The trusted cells that agree (the serving cell counts double), or None."""
         located = []
+        stations = self.cells
         for index, cell in enumerate(observation.cells):
-            row = self._usable(self.cells, pack_cell(cell.key), now)
-            if row is not None:
+            at = _usable(stations, pack_cell(cell.key), now)
+            if at is not None:
                 weight = signal_weight(cell.signal, REFERENCE_CELL_DBM) * (
                     2.0 if index == 0 else 1.0
                 )
                 located.append(
-                    Located(row[_LAT], row[_LON], radius_of(row, cell_floor(cell.key)), weight)
+                    Located(
+                        stations.slab[at + _LAT],
+                        stations.slab[at + _LON],
+                        stations.radius(at, cell_floor(cell.key)),
+                        weight,
+                    )
                 )
         if not located:
             return None
         found = combine(located, minimum=1, agree_m=AGREE_CELL_M)
         return _estimate(found, Kind.LBS)
-
-    def _usable(self, stations: _Stations, key: int, now: int) -> array[float] | None:
-        row = stations.entries.get(key)
-        if row is None or not stations.trusted(row) or row[_LAST_SEEN] < now - EXPIRE_SECONDS:
-            return None
-        return row
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -332,8 +381,10 @@ class LearnedTable:
         """A copy of the contents, cheap enough for an event loop; `snapshot_data()` makes
         it JSON-safe, and may run in a worker thread."""
         return Snapshot(
-            [(k, row.tolist()) for k, row in self.cells.entries.items()],
-            [(k, row.tolist()) for k, row in self.wifi.entries.items()],
+            list(self.cells.entries.items()),
+            self.cells.slab[:],
+            list(self.wifi.entries.items()),
+            self.wifi.slab[:],
             list(self.cells.blocked.items()),
             list(self.wifi.blocked.items()),
         )
@@ -343,10 +394,11 @@ class LearnedTable:
 
         Anything malformed is skipped, so a damaged file costs entries, never the start-up.
         """
-        self.cells.entries.clear()
-        self.wifi.entries.clear()
-        self.cells.blocked.clear()
-        self.wifi.blocked.clear()
+        for stations in (self.cells, self.wifi):
+            stations.entries.clear()
+            stations.slab = array("d")
+            stations.free.clear()
+            stations.blocked.clear()
         if not isinstance(data, dict) or data.get("version") != DATA_VERSION:
             return 0
         _load_rows(self.cells, data.get("cells"), _cell_packer)
@@ -365,6 +417,18 @@ class LearnedTable:
             "wifi_trusted": sum(map(self.wifi.trusted, self.wifi.entries.values())),
             "blocked": len(self.cells.blocked) + len(self.wifi.blocked),
         }
+
+
+def _usable(stations: _Stations, key: int, now: int) -> int | None:
+    """The row offset of a trusted, current entry, or None."""
+    at = stations.entries.get(key)
+    if (
+        at is None
+        or not stations.trusted(at)
+        or stations.slab[at + _LAST_SEEN] < now - EXPIRE_SECONDS
+    ):
+        return None
+    return at
 
 
 def _estimate(found: tuple[float, float, float, int] | None, kind: Kind) -> Estimate | None:
@@ -388,10 +452,13 @@ def _plausible(latitude: float, longitude: float) -> bool:
 
 
 class Snapshot(NamedTuple):
-    """The table's contents at one moment: (packed key, row values) and (packed key, until)."""
+    """The table's contents at one moment: (packed key, row offset) pairs with a copy of the
+    slab they point into, and (packed key, until) pairs for blocked stations."""
 
-    cells: list[tuple[int, list[float]]]
-    wifi: list[tuple[int, list[float]]]
+    cells: list[tuple[int, int]]
+    cell_slab: array[float]
+    wifi: list[tuple[int, int]]
+    wifi_slab: array[float]
     blocked_cells: list[tuple[int, int]]
     blocked_wifi: list[tuple[int, int]]
 
@@ -405,15 +472,17 @@ def snapshot_data(snapshot: Snapshot) -> dict[str, Any]:
     """
     return {
         "version": DATA_VERSION,
-        "cells": {format_cell(unpack_cell(k)): _saved(row) for k, row in snapshot.cells},
-        "wifi": {unpack_mac(k): _saved(row) for k, row in snapshot.wifi},
+        "cells": {
+            format_cell(unpack_cell(k)): _saved(snapshot.cell_slab, at) for k, at in snapshot.cells
+        },
+        "wifi": {unpack_mac(k): _saved(snapshot.wifi_slab, at) for k, at in snapshot.wifi},
         "blocked_cells": {format_cell(unpack_cell(k)): t for k, t in snapshot.blocked_cells},
         "blocked_wifi": {unpack_mac(k): t for k, t in snapshot.blocked_wifi},
     }
 
 
-def _saved(row: list[float]) -> list[float | int]:
-    lat, lon, weight, south, west, north, east, last_seen, days, outliers = row
+def _saved(slab: array[float], at: int) -> list[float | int]:
+    lat, lon, weight, south, west, north, east, last_seen, days, outliers = slab[at : at + _WIDTH]
     return [
         round(lat, 7), round(lon, 7), round(weight, 4), round(south, 7), round(west, 7),
         round(north, 7), round(east, 7), int(last_seen), int(days), int(outliers),
@@ -438,11 +507,11 @@ def _load_rows(stations: _Stations, rows: object, packer: Callable[[str], int | 
         if key is None or not isinstance(values, list) or len(values) != _OUTLIERS + 1:
             continue
         try:
-            row = array("d", (float(v) for v in values))
+            row = [float(v) for v in values]
         except (TypeError, ValueError):
             continue
         if _plausible(row[_LAT], row[_LON]) and row[_WEIGHT] > 0 and _finite(row):
-            stations.entries[key] = row
+            stations.put(key, row)
 
 
 def _load_blocks(stations: _Stations, blocks: object, packer: Callable[[str], int | None]) -> None:
