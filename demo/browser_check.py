@@ -142,15 +142,15 @@ def check(page: Page, base: str, shots: Path) -> list[str]:
 def wait_for_learned_position(page: Page, road: str) -> str:
     """Wait until the simulated car is on `road` and the tracker shows a learned position."""
     rows = page.locator("hui-sensor-entity-row")
-    road_row = rows.filter(has_text="Simulated car's road")
-    source_row = rows.filter(has_text="Position source")
-    expect(source_row).to_be_visible(timeout=60_000)
+    # Text filters look into the rows' shadow DOM (inner_text does not).
+    on_road = rows.filter(has_text="Simulated car's road").filter(has_text=road)
+    learned = rows.filter(has_text="Position source").filter(has_text="(learned)")
+    expect(rows.filter(has_text="Position source")).to_be_visible(timeout=60_000)
     deadline = time.monotonic() + LOOP_WAIT_S
     while time.monotonic() < deadline:
-        on_road = road_row.count() and road in road_row.inner_text()
-        source = source_row.inner_text()
-        if on_road and "(learned)" in source:
-            return " ".join(source.split())
+        if on_road.count() and learned.count():
+            source = learned.first.text_content() or ""
+            return " ".join(source.split()) or "(learned)"
         page.wait_for_timeout(500)
     raise AssertionError(f"no learned position shown on the road '{road}' within two loops")
 
