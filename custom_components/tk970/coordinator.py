@@ -202,6 +202,8 @@ _STORED_VALUES: dict[str, tuple[type, ...]] = {
     "power_voltage": (int, float),
     "gsm_signal": (int,),
 }
+#: Accuracy shown for a position the tracker computed itself from cells or Wi-Fi.
+_DEVICE_ACCURACY = {PositionSource.LBS: ACCURACY_LBS, PositionSource.WIFI: ACCURACY_WIFI}
 #: A device time this far ahead of our clock is wrong (an unlearned time zone, a bad RTC):
 #: trusting it would make every correct report after it look old.
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
@@ -297,8 +299,6 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         for cancel in self._hold_timers.values():
             cancel()
         self._hold_timers.clear()
-        if self.positioning is not None:
-            await self.positioning.async_shutdown()
         await self._store.async_save(self.data.as_store())
         await super().async_shutdown()
 
@@ -390,24 +390,14 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     def _apply_position(self, message: Message) -> None:
         """Move the tracker only for a usable fix that is not older than the one shown."""
         state = self.data
-        when = _device_time(message, dt_util.utcnow())
-        if self.positioning is not None:
-            # Learns from a fix's cells and Wi-Fi; resolves a report without a fix (at once
-            # from the learned table, later from the database or the provider).
-            estimate = self.positioning.handle(message, when, fix_accuracy=gnss_accuracy(message))
-            if estimate is not None:
-                self._show_fallback(estimate, when)
+        self._apply_fallback(message)
         if message.latitude is None or message.longitude is None:
             return
         source = message.position_source or PositionSource.GNSS
-        if source is not PositionSource.GNSS:
-            # The tracker placed itself from cells or Wi-Fi: a fallback like ours.
-            accuracy = ACCURACY_LBS if source is PositionSource.LBS else ACCURACY_WIFI
-            if (device := device_estimate(message, accuracy)) is not None:
-                self._show_fallback(device, when)
+        usable = message.valid is True and source is PositionSource.GNSS
+        if not usable or (message.latitude == 0 and message.longitude == 0):
             return
-        if message.valid is not True or (message.latitude == 0 and message.longitude == 0):
-            return
+        when = _device_time(message, dt_util.utcnow())
         if state.position_time is not None and when < state.position_time:
             LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
             return
@@ -418,50 +408,12 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         state.accuracy = gnss_accuracy(message)
         state.fallback = None
         state.last_gnss = GnssPosition(state.latitude, state.longitude, state.accuracy, when)
+        # A cell or Wi-Fi position has no speed: keep the last one (the relay's speed guard
+        # must not read "unknown" as "stopped").
         for name in ("speed_kmh", "course", "altitude_m", "satellites"):
             value = getattr(message, name)
             if value is not None:
                 setattr(state, name, value)
-
-    def _show_fallback(self, estimate: Estimate, when: datetime) -> bool:
-        """Show a cell or Wi-Fi position if it is news and does not make the map worse.
-
-        A GNSS fix of the same age wins. When the last GNSS fix lies inside the estimate's
-        circle, the GNSS position stays (or comes back): it is the better estimate of a
-        tracker that has not gone anywhere. Speed and course stay as the last fix left them
-        (the relay's speed guard must not read "unknown" as "stopped").
-        """
-        state = self.data
-        shown = state.position_time
-        if shown is not None and (
-            when < shown or (when == shown and state.position_source is PositionSource.GNSS)
-        ):
-            return False
-        gnss = state.last_gnss
-        if gnss is not None and not fallback_moves(estimate, gnss.latitude, gnss.longitude):
-            if state.position_source is PositionSource.GNSS:
-                return False
-            state.latitude, state.longitude, state.accuracy = (
-                gnss.latitude, gnss.longitude, gnss.accuracy,
-            )  # fmt: skip
-            state.position_source = PositionSource.GNSS
-            state.fallback = None
-            state.position_time = when
-            return True
-        state.latitude = estimate.latitude
-        state.longitude = estimate.longitude
-        state.accuracy = estimate.accuracy
-        state.position_source = PositionSource(estimate.kind.value)
-        state.fallback = estimate
-        state.position_time = when
-        return True
-
-    @callback
-    def async_show_fallback(self, estimate: Estimate, when: datetime) -> None:
-        """A fallback resolved in the background (cell database, online provider)."""
-        if self._show_fallback(estimate, when):
-            self.async_set_updated_data(self.data)
-            self._store.async_delay_save(self.data.as_store, SAVE_DELAY)
 
     def _apply_alarms(self, message: Message, now: datetime) -> list[Alarm]:
         """Update SOS/vibration and return the alarms to report as events."""
@@ -555,6 +507,65 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         dr.async_get(self.hass).async_update_device(
             device.id, model=self.model, sw_version=self.data.info.get("firmware")
         )
+
+    # -- fallback positioning (cells and Wi-Fi, fallback.py) ---------------------------------
+
+    def _apply_fallback(self, message: Message) -> bool:
+        """Learn from a fix's cells and Wi-Fi, or place a report without a fix; True when the
+        shown position changed.
+
+        The learned table answers at once; the cell database and the online provider answer
+        later, through `async_show_fallback`. A position the tracker computed itself from
+        cells or Wi-Fi goes through the same rule.
+        """
+        if self.positioning is None:
+            return False
+        when = _device_time(message, dt_util.utcnow())
+        estimate = self.positioning.handle(message, when, fix_accuracy=gnss_accuracy(message))
+        source = message.position_source
+        if estimate is None and source is not None and source in _DEVICE_ACCURACY:
+            estimate = device_estimate(message, _DEVICE_ACCURACY[source])
+        return estimate is not None and self._show_fallback(estimate, when)
+
+    def _show_fallback(self, estimate: Estimate, when: datetime) -> bool:
+        """Show a cell or Wi-Fi position if it is news and does not make the map worse.
+
+        A GNSS fix of the same age wins. When the last GNSS fix lies inside the estimate's
+        circle, the GNSS position stays (or comes back): it is the better estimate of a
+        tracker that has not gone anywhere. Speed and course stay as the last fix left them
+        (the relay's speed guard must not read "unknown" as "stopped").
+        """
+        state = self.data
+        shown = state.position_time
+        if shown is not None and (
+            when < shown or (when == shown and state.position_source is PositionSource.GNSS)
+        ):
+            return False
+        gnss = state.last_gnss
+        if gnss is not None and not fallback_moves(estimate, gnss.latitude, gnss.longitude):
+            if state.position_source is PositionSource.GNSS:
+                return False
+            state.latitude, state.longitude, state.accuracy = (
+                gnss.latitude, gnss.longitude, gnss.accuracy,
+            )  # fmt: skip
+            state.position_source = PositionSource.GNSS
+            state.fallback = None
+            state.position_time = when
+            return True
+        state.latitude = estimate.latitude
+        state.longitude = estimate.longitude
+        state.accuracy = estimate.accuracy
+        state.position_source = PositionSource(estimate.kind.value)
+        state.fallback = estimate
+        state.position_time = when
+        return True
+
+    @callback
+    def async_show_fallback(self, estimate: Estimate, when: datetime) -> None:
+        """A fallback resolved in the background (cell database, online provider)."""
+        if self._show_fallback(estimate, when):
+            self.async_set_updated_data(self.data)
+            self._store.async_delay_save(self.data.as_store, SAVE_DELAY)
 
     # -- the relay --------------------------------------------------------------------------
 

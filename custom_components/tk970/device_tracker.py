@@ -42,7 +42,7 @@ class TK970Tracker(TK970Entity, TrackerEntity):
         """Write a state only when the position changed: heartbeats and status reports would
         otherwise record an unchanged tracker state every time (trackers force updates)."""
         data = self.coordinator.data
-        shown = (data.latitude, data.longitude, data.accuracy, data.position_time, data.fallback)
+        shown = (data.latitude, data.longitude, data.accuracy, data.position_time)
         if shown != self._shown:
             self._shown = shown
             self.async_write_ha_state()
