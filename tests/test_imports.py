@@ -13,6 +13,7 @@ import custom_components.tk970.const
 import custom_components.tk970.listener
 import custom_components.tk970.protocol
 import custom_components.tk970.protocol.__main__
+import custom_components.tk970.positioning
 loaded = sorted(name for name in sys.modules if name.startswith("homeassistant."))
 assert not loaded, loaded
 print("ok")

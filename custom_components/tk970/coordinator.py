@@ -46,6 +46,7 @@ from .const import (
     LOGGER,
     RELAY_TIMEOUT,
 )
+from .fallback import GnssPosition, TrackerPositioning, device_estimate
 from .listener import (
     CommandEncodeError,
     CommandRejectedError,
@@ -53,6 +54,7 @@ from .listener import (
     Link,
     NotConnectedError,
 )
+from .positioning import Estimate, fallback_moves
 from .protocol import (
     JT808_DEFAULT_OFFSET,
     Alarm,
@@ -160,6 +162,10 @@ class TrackerState:
     last_alarm_events: dict[Alarm, datetime] = field(default_factory=dict)
     last_alarm: Alarm | None = None
     info: dict[str, str] = field(default_factory=dict)
+    #: how the shown position was found when it is not a GNSS fix (cells or Wi-Fi)
+    fallback: Estimate | None = None
+    #: the last GNSS fix: a fallback never replaces it when it lies inside the fallback's circle
+    last_gnss: GnssPosition | None = None
 
     def as_store(self) -> dict[str, Any]:
         """JSON-safe snapshot for the Store (connection facts are not kept)."""
@@ -181,6 +187,8 @@ class TrackerState:
                 for alarm, state in self.alarms.items()
             },
             last_alarm_events={a.value: t.isoformat() for a, t in self.last_alarm_events.items()},
+            fallback=self.fallback.as_dict() if self.fallback else None,
+            last_gnss=self.last_gnss.as_dict() if self.last_gnss else None,
         )
         return data
 
@@ -201,6 +209,8 @@ class TrackerState:
         state.last_seen = _parse(data.get("last_seen"))
         state.clock_offset = _seconds(data.get("clock_offset")) or timedelta(0)
         state.jt808_utc_offset = _seconds(data.get("jt808_utc_offset"))
+        state.fallback = Estimate.from_dict(data.get("fallback"))
+        state.last_gnss = GnssPosition.from_dict(data.get("last_gnss"))
         for name, saved in (data.get("alarms") or {}).items():
             alarm = _enum(Alarm, name)
             if alarm in state.alarms and isinstance(saved, dict):
@@ -240,6 +250,8 @@ _STATUS_VALUES = (
 #: Values a fix brings along; a fallback (LBS, Wi-Fi) position keeps the last ones, so that the
 #: relay's speed guard never reads "unknown" as "stopped".
 _MOTION_VALUES = ("speed_kmh", "course", "altitude_m", "satellites")
+#: Accuracy shown for a position the tracker computed itself from cells or Wi-Fi.
+_DEVICE_ACCURACY = {PositionSource.LBS: ACCURACY_LBS, PositionSource.WIFI: ACCURACY_WIFI}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -307,6 +319,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         #: how many reports stated the relay (a command's answer must not overwrite a newer one)
         self._relay_reports = 0
         self._alarm_listeners: list[AlarmListener] = []
+        #: fallback positioning (cells, Wi-Fi), attached at setup (`fallback.py`)
+        self.positioning: TrackerPositioning[FixTime] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -600,36 +614,29 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         they come from different clocks (a timed report just behind an untimed one is live).
         """
         state = self.data
+        changed = self._apply_fallback(message, fix)
         latitude, longitude = message.latitude, message.longitude
         if latitude is None or longitude is None:
-            return False
+            return changed
         source = message.position_source or PositionSource.GNSS
-        usable = message.valid is True or source is not PositionSource.GNSS
+        usable = message.valid is True and source is PositionSource.GNSS
         if not usable or (latitude == 0 and longitude == 0):
-            return False
-        shown = state.position_time
-        if shown is not None:
-            floor = shown
-            if (fix.stamped or state.position_stamped) and not message.historical:
-                floor = shown - LIVE_WINDOW
-            if fix.time < floor:
-                LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
-                return False
+            return changed
+        if self._is_late(fix, message.historical):
+            LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
+            return changed
         state.position_time = fix.time
         state.position_stamped = fix.stamped
-        if source is PositionSource.LBS:
-            accuracy = ACCURACY_LBS
-        elif source is PositionSource.WIFI:
-            accuracy = ACCURACY_WIFI
-        else:
-            accuracy = gnss_accuracy(message)
-        changed = (latitude, longitude, accuracy, source) != (
+        accuracy = gnss_accuracy(message)
+        changed |= (latitude, longitude, accuracy, source) != (
             state.latitude, state.longitude, state.accuracy, state.position_source,
         )  # fmt: skip
         state.latitude = latitude
         state.longitude = longitude
         state.accuracy = accuracy
         state.position_source = source
+        state.fallback = None
+        state.last_gnss = GnssPosition(latitude, longitude, accuracy, fix.time)
         for name in _MOTION_VALUES:
             value = getattr(message, name)
             if value is not None and value != getattr(state, name):
@@ -738,6 +745,79 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         dr.async_get(self.hass).async_update_device(
             device.id, model=self.model, sw_version=self.data.info.get("firmware")
         )
+
+    # -- fallback positioning (cells and Wi-Fi, fallback.py) ---------------------------------
+
+    def _apply_fallback(self, message: Message, fix: FixTime) -> bool:
+        """Learn from a fix's cells and Wi-Fi, or place a report without a fix; True when the
+        shown position changed.
+
+        The learned table answers at once; the cell database and the online provider answer
+        later, through `async_show_fallback`. A position the tracker computed itself from
+        cells or Wi-Fi goes through the same rule.
+        """
+        if self.positioning is None:
+            return False
+        estimate = self.positioning.handle(message, fix, fix_accuracy=gnss_accuracy(message))
+        source = message.position_source
+        if estimate is None and source is not None and source in _DEVICE_ACCURACY:
+            estimate = device_estimate(message, _DEVICE_ACCURACY[source])
+        return estimate is not None and self._show_fallback(estimate, fix, message.historical)
+
+    def _is_late(self, fix: FixTime, historical: bool) -> bool:
+        """Whether a position at `fix` is older than the one shown (a late upload).
+
+        A fix stamped on arrival and one with the device's time are compared with
+        `LIVE_WINDOW` of slack, since they come from different clocks.
+        """
+        state = self.data
+        shown = state.position_time
+        if shown is None:
+            return False
+        floor = shown
+        if (fix.stamped or state.position_stamped) and not historical:
+            floor = shown - LIVE_WINDOW
+        return fix.time < floor
+
+    def _show_fallback(self, estimate: Estimate, fix: FixTime, historical: bool = False) -> bool:
+        """Show a cell or Wi-Fi position if it is news and does not make the map worse.
+
+        A GNSS fix of the same age wins. When the last GNSS fix lies inside the estimate's
+        circle, the GNSS position stays (or comes back): it is the better estimate of a
+        tracker that has not gone anywhere. Speed and course stay as the last fix left them
+        (the relay's speed guard must not read "unknown" as "stopped").
+        """
+        state = self.data
+        if self._is_late(fix, historical) or (
+            fix.time == state.position_time and state.position_source is PositionSource.GNSS
+        ):
+            return False
+        gnss = state.last_gnss
+        if gnss is not None and not fallback_moves(estimate, gnss.latitude, gnss.longitude):
+            if state.position_source is PositionSource.GNSS:
+                return False
+            state.latitude, state.longitude, state.accuracy = (
+                gnss.latitude, gnss.longitude, gnss.accuracy,
+            )  # fmt: skip
+            state.position_source = PositionSource.GNSS
+            state.fallback = None
+        else:
+            state.latitude = estimate.latitude
+            state.longitude = estimate.longitude
+            state.accuracy = estimate.accuracy
+            state.position_source = PositionSource(estimate.kind.value)
+            state.fallback = estimate
+        state.position_time = fix.time
+        state.position_stamped = fix.stamped
+        return True
+
+    @callback
+    def async_show_fallback(self, estimate: Estimate, fix: FixTime) -> None:
+        """A fallback resolved in the background (cell database, online provider)."""
+        if not self._closed and self._show_fallback(estimate, fix):
+            self._changed.add(POSITION)
+            self._notify()
+            self._schedule_save()
 
     # -- the relay --------------------------------------------------------------------------
 

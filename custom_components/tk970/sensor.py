@@ -38,6 +38,7 @@ from .coordinator import (
     TrackerState,
 )
 from .entity import TK970Entity
+from .fallback import POSITION_DETAILS, position_detail
 from .protocol import Protocol
 
 PARALLEL_UPDATES = 0
@@ -138,6 +139,15 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         value_fn=lambda state: state.last_seen,
         aspect=LAST_SEEN,
         live=False,
+    ),
+    TK970SensorDescription(
+        key="position_source",
+        translation_key="position_source",
+        device_class=SensorDeviceClass.ENUM,
+        options=POSITION_DETAILS,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda state: position_detail(state.position_source, state.fallback),
+        aspect=POSITION,
     ),
     TK970SensorDescription(
         key="protocol",
