@@ -71,6 +71,7 @@ KIND_OVERRIDES: dict[int, tuple[MessageType, str]] = {
     109: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
     112: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
     155: (MessageType.LOCATION, "the 0x2A address request carries a GPS block"),
+    88: (MessageType.LBS, "0xA7 (GK310 LBS address request) starts with a cell, as traccar reads it"),
     168: (MessageType.OTHER, "0x25 is XT40's vendor layout (traccar needs the model)"),
 }
 #: traccar alarm names, and the VL03 names of `alarm_code_meaning`, -> ours.
@@ -263,21 +264,45 @@ def standard_ack(kind: int, serial: bytes) -> bytes:
     return b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
 
 
+#: What traccar's Gt06ProtocolDecoder (the reference server) sends for the vectors that carry
+#: no `ack_hex`, read from its source type by type: `78 78` frames of these types get no
+#: reply (early returns before `sendResponse`, or the command types)...
+TRACCAR_SILENT_SHORT = {0x21, 0x34, 0x35, 0x38, 0x80, 0x81, 0x82, 0x8C, 0x94, 0x9B, 0xF3}
+#: ... `79 79` frames are answered only for these types, in the `78 78` form (the GPS, LBS and
+#: status branch, plus the explicit replies to 0x40, 0x70, 0xF1, 0xF2) ...
+TRACCAR_ANSWERED_LONG = {0x70, 0xF1, 0xF2, 0x40, 0x12, 0x13, 0x16, 0x22, 0x26, 0xA0, 0xA2}
+#: ... or in the `79 79` form (AZ735 and multimedia).
+TRACCAR_ANSWERED_LONG_FORM = {0x32, 0x33, 0x41}
+
+
+def long_ack(kind: int, serial: bytes) -> bytes:
+    head = (5).to_bytes(2) + bytes((kind,)) + serial
+    return b"\x79\x79" + head + crc_itu(head).to_bytes(2) + b"\r\n"
+
+
 def expected_ack(vector: Vector) -> bytes | None:
-    """The vector's `ack_hex`, else our documented reply for the types the vectors leave out."""
+    """The vector's `ack_hex`, else the reply traccar sends for that frame."""
     if "ack_hex" in vector.data:
         return bytes.fromhex(vector.data["ack_hex"])
     raw = vector.raw
     kind = int(vector.expect["type"], 16)
+    serial = raw[-6:-4]
     if vector.line == 23:  # 0x17 GPS + RFID report: answered like any location
-        return standard_ack(kind, raw[-6:-4])
+        return standard_ack(kind, serial)
     if kind in (0x17, 0x69):  # Wi-Fi: the date echoed, length 0 (traccar)
         return b"\x78\x78\x00" + bytes((kind,)) + raw[4:10] + b"\r\n"
     if kind == 0x8A:
         stamp = bytes((NOW.year - 2000, NOW.month, NOW.day, NOW.hour, NOW.minute, NOW.second))
-        head = bytes((0x0B, 0x8A)) + stamp + raw[-6:-4]
+        head = bytes((0x0B, 0x8A)) + stamp + serial
         return b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
-    return None
+    if kind == 0x2A:  # address request: a 0x97 with no address, serial 0
+        head = bytes.fromhex("0015970b00000000") + b"NA&&NA&&0##" + bytes(2)
+        return b"\x79\x79" + head + crc_itu(head).to_bytes(2) + b"\r\n"
+    if raw[0] == 0x78:
+        return None if kind in TRACCAR_SILENT_SHORT else standard_ack(kind, serial)
+    if kind in TRACCAR_ANSWERED_LONG_FORM:
+        return long_ack(kind, serial)
+    return standard_ack(kind, serial) if kind in TRACCAR_ANSWERED_LONG else None
 
 
 def check_frame_facts(vector: Vector) -> None:

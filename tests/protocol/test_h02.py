@@ -391,7 +391,9 @@ def test_v4_long_form_reply() -> None:
     assert message.reply.command == "S20"
     assert message.reply.reference == 130305
     assert message.reply.result is CommandResult.SUCCESS
-    assert message.reply.relay is None
+    # its status word F7FFFBFF has bit 27 clear: the relay is engaged after the cut
+    assert message.reply.relay is True
+    assert message.relay is True
     assert decode_one(_vector(61).raw)[0].reply.result is CommandResult.FAILURE  # type: ignore[union-attr]
 
 
@@ -513,6 +515,8 @@ LOCATE = Command(kind=CommandKind.LOCATE)
 INTERVAL = Command(kind=CommandKind.SET_INTERVAL, interval=30)
 RAW = Command(kind=CommandKind.RAW, text="SCF,0,0")
 POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
+#: The same with status bit 27 clear: the relay engaged.
+POSITION_CUT = POSITION.replace(b"FFFFFBFF", b"F7FFFBFF")
 
 
 @pytest.mark.parametrize(
@@ -521,7 +525,7 @@ POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
         # long form with a position, quoting our time
         (
             CUT,
-            b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION + b"#",
+            b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION_CUT + b"#",
             CommandOutcome(CommandResult.SUCCESS, "S20,DONE", True),
         ),
         (
@@ -529,15 +533,37 @@ POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
             b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION + b"#",
             CommandOutcome(CommandResult.SUCCESS, "S20,DONE", False),
         ),
+        # "DONE", but the status word shows the relay released: the state decides
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION + b"#",
+            CommandOutcome(CommandResult.FAILURE, "S20,DONE", False),
+        ),
+        # the H02 document's result code: 80 done, 00 failed (the relay as the word says)
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,80,010203," + POSITION_CUT + b"#",
+            CommandOutcome(CommandResult.SUCCESS, "S20,80", True),
+        ),
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,00,010203," + POSITION + b"#",
+            CommandOutcome(CommandResult.FAILURE, "S20,00", False),
+        ),
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,01,010203," + POSITION + b"#",
+            CommandOutcome(CommandResult.UNSUPPORTED, "S20,01", False),
+        ),
         (
             CUT,
             b"*HQ,4106011660,V4,S20,ERROR,010203," + POSITION + b"#",
-            CommandOutcome(CommandResult.FAILURE, "S20,ERROR", None),
+            CommandOutcome(CommandResult.FAILURE, "S20,ERROR", False),
         ),
         (
             CUT,
             b"*HQ,4106011660,V4,S20,NOT SUPPORT,010203," + POSITION + b"#",
-            CommandOutcome(CommandResult.UNSUPPORTED, "S20,NOT SUPPORT", None),
+            CommandOutcome(CommandResult.UNSUPPORTED, "S20,NOT SUPPORT", False),
         ),
         # the short echo of the parameters states the relay (traccar issue 5417)
         (

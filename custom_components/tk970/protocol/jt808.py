@@ -34,6 +34,8 @@ from .commands import (
 )
 from .context import Context, Family, FrameResult
 from .errors import CommandError, FrameError
+from .reassembly import Fragment, Lost, Reassembly
+from .reassembly import Key as FragmentKey
 from .messages import (
     Alarm,
     Cell,
@@ -53,6 +55,9 @@ class MessageId(IntEnum):
     TERMINAL_RESPONSE = 0x0001  #: the device's verdict on a platform message (§3.8), vector 114
     HEARTBEAT = 0x0002  #: empty, or BSJ battery %, CSQ, mode (§3.4), vectors 86, 118
     LOGOUT = 0x0003  #: empty (§3.4, TC-PR5848)
+    PARAMETERS_RESPONSE = 0x0104  #: the device's answer to a parameter query (a response)
+    TIME_SYNC = 0x0109  #: the device asks for the time, answered by `TIME_SYNC_RESPONSE`
+    HEARTBEAT_CC888 = 0x0506  #: CC888 heartbeat with the engine off, empty (traccar)
     REGISTER = 0x0100  #: registration, answered by `REGISTER_RESPONSE` (§3.4), vectors 5, 50
     AUTHENTICATE = 0x0102  #: authentication code (§3.4), vectors 33, 81, 115
     ATTRIBUTES = 0x0107  #: terminal attributes: model, ICCID, firmware (§3.4), vector 93
@@ -61,19 +66,24 @@ class MessageId(IntEnum):
     LOCATION_BATCH_VENDOR = 0x0210  #: vendor batch, BYTE item lengths (§3.7), vectors 43, 92
     WAYBILL = 0x0701  #: "electronic waybill", used by vendors for command result text (vector 17)
     LOCATION_BATCH = 0x0704  #: batch / blind-area upload (§3.7)
+    DRIVER_IDENTITY = 0x0702  #: driver card read (standard; traccar decodes it, vector 8)
     TRANSPARENT = 0x0900  #: data uplink transparent (§3.4)
     TIMEZONE_SYNC = 0x1007  #: vendor time zone sync, acknowledged by traccar (vector 94)
     TEXT_RESPONSE = 0x1300  #: vendor reply serial + UTF-16 text, "Set OK!" (§3.8, vector 63)
     JT600_GENERAL_RESPONSE = 0x4401  #: traccar's reply to JT600-style reports that ask for one
     JT600_LOCATION = 0x5501  #: JT600-style vendor location, 1-byte serial (§3.7)
     JT600_BLIND = 0x5502  #: JT600-style vendor blind-area location (§3.7)
+    ACCELERATION = 0x2070  #: vendor accelerometer samples (traccar decodes them, vector 55)
     TEXT_REPORT = 0x6006  #: BSJ text report, must be acknowledged (§3.4, §3.8, vector 22)
     PLATFORM_RESPONSE = 0x8001  #: our general response (§3.4)
+    RETRANSMIT_REQUEST = 0x8003  #: we ask for the fragments of a message that did not come
     REGISTER_RESPONSE = 0x8100  #: our registration response (§3.4)
     SET_PARAMETERS = 0x8103  #: set terminal parameters (§3.8), vector 119
     TERMINAL_CONTROL = 0x8105  #: terminal control, one command word (§3.8), vectors 109, 113
     LOCATION_QUERY = 0x8201  #: "locate now", empty body (§3.7), vector 116
+    TIME_SYNC_RESPONSE = 0x8109  #: UTC year WORD, month, day, hour, minute, second, result
     TEXT = 0x8300  #: text message: flag byte + GBK text = the SMS command set (§3.8), vector 111
+    PHOTO = 0x8888  #: a vendor uplink traccar acknowledges like a heartbeat
     TRANSPARENT_DOWNLINK = 0x8900  #: data downlink transparent (Jimi), vector 112
     OIL_CONTROL = 0xA006  #: vendor oil control: BYTE 1 stop / 0 resume + BCD time (§3.8)
 
@@ -181,10 +191,11 @@ WORD_ALARM_STATES: frozenset[Alarm] = frozenset(_ALARM_OF_MASK.values())
 class Item(IntEnum):
     """Additional items of a location body that we read (protocols.md §3.5, traccar).
 
-    Items not listed are skipped: `0x01` mileage, `0x25` extended signal status, `0x2A` IO
-    status and `0x2B` analog inputs have no field in the shared model.
+    Items not listed are skipped: `0x25` extended signal status, `0x2A` IO status and `0x2B`
+    analog inputs have no field in the shared model.
     """
 
+    MILEAGE = 0x01  #: DWORD, 0.1 km (standard; traccar reads it as odometer)
     SIGNAL = 0x30  #: CSQ 0-31
     SATELLITES = 0x31
     BATTERY_LEVEL_TENTHS = 0x56  #: level 0-10, reserved byte (G10LS)
@@ -260,23 +271,22 @@ _RESULT_VERDICT = {
     ResponseResult.UNSUPPORTED: CommandResult.UNSUPPORTED,
 }
 
-#: Uplinks the platform must answer with `0x8001` (protocols.md §3.4, plus the vendor batch
-#: `0x0210` and time zone sync `0x1007` that traccar answers, vectors 43, 92, 94).
-ACKNOWLEDGED: frozenset[int] = frozenset(
+#: Uplinks that are themselves answers to a platform message, and so get no `0x8001`: the
+#: general response, the parameter query answer, and the text results vendors send as
+#: `0x0701` / `0x1300` (traccar answers none of them, vectors 17, 63, 114). Every other uplink
+#: without a reply of its own is answered with `0x8001`, known or not: the standard's general
+#: response (JT/T 808-2013 §8.2) is what stops a terminal retransmitting, and an unknown
+#: message is answered too, and logged once.
+UNANSWERED: frozenset[int] = frozenset(
     {
-        MessageId.HEARTBEAT,
-        MessageId.LOGOUT,
-        MessageId.AUTHENTICATE,
-        MessageId.ATTRIBUTES,
-        MessageId.LOCATION,
-        MessageId.LOCATION_QUERY_RESPONSE,
-        MessageId.LOCATION_BATCH_VENDOR,
-        MessageId.LOCATION_BATCH,
-        MessageId.TRANSPARENT,
-        MessageId.TIMEZONE_SYNC,
-        MessageId.TEXT_REPORT,
+        MessageId.TERMINAL_RESPONSE,
+        MessageId.PARAMETERS_RESPONSE,
+        MessageId.WAYBILL,
+        MessageId.TEXT_RESPONSE,
     }
 )
+#: Message ids this module names (`MessageId`): anything else is logged as unknown.
+KNOWN: frozenset[int] = frozenset(MessageId)
 
 _FLAG = b"\x7e"
 _WORD = struct.Struct(">H")
@@ -418,7 +428,7 @@ def _general_response(header: Header, ctx: Context) -> bytes:
 
 
 def _ack(header: Header, ctx: Context) -> bytes | None:
-    return _general_response(header, ctx) if header.message_id in ACKNOWLEDGED else None
+    return _general_response(header, ctx) if header.message_id not in UNANSWERED else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,6 +474,7 @@ class _Extras:
         "gsm_signal",
         "hdop",
         "info",
+        "odometer_km",
         "power_voltage",
         "satellites",
         "states",
@@ -477,6 +488,7 @@ class _Extras:
         self.battery_voltage: float | None = None
         self.power_voltage: float | None = None
         self.gsm_signal: int | None = None
+        self.odometer_km: float | None = None
         self.satellites: int | None = None
         self.hdop: float | None = None
         self.charging: bool = charging
@@ -501,6 +513,11 @@ def _word(data: bytes, offset: int = 0) -> int:
 
 def _dword(data: bytes, offset: int = 0) -> int:
     return int.from_bytes(data[offset : offset + 4], "big")
+
+
+def _item_mileage(data: bytes, x: _Extras) -> None:
+    if len(data) == 4:
+        x.odometer_km = _dword(data) / 10
 
 
 def _item_signal(data: bytes, x: _Extras) -> None:
@@ -791,6 +808,7 @@ _BSJ_HANDLERS: dict[int, _Handler] = {
 }
 
 _ITEM_HANDLERS: dict[int, _Handler] = {
+    Item.MILEAGE: _item_mileage,
     Item.SIGNAL: _item_signal,
     Item.SATELLITES: _item_satellites,
     Item.BATTERY_LEVEL_TENTHS: _item_battery_tenths,
@@ -819,6 +837,29 @@ _ITEM_HANDLERS: dict[int, _Handler] = {
 }
 
 
+#: Some firmware (Carscop CCTR-830G-4G, traccar commit 42af749b7) appends a fixed 18-byte
+#: block instead of items: 4 reserved bytes, odometer DWORD km, battery WORD 0.1 V, area id
+#: DWORD, signal BYTE, 3 reserved bytes (traccar counts 20 with the checksum and flag).
+_FIXED_TAIL_SIZE = 18
+_FIXED_TAIL = struct.Struct(">4xIHIB3x")
+
+
+def _items_fit(body: bytes) -> bool:
+    """Tell whether the bytes after the basic block read as items ending exactly at the end."""
+    pos, end = _BASIC_SIZE, len(body)
+    while pos + 2 <= end:
+        pos += 2 + body[pos + 1]
+    return pos == end
+
+
+def _fixed_tail(body: bytes, x: _Extras) -> None:
+    """Read the 18-byte block that is not items (vector 59), only when items do not fit it."""
+    odometer, battery, _area, signal = _FIXED_TAIL.unpack_from(body, _BASIC_SIZE)
+    x.odometer_km = float(odometer)
+    x.battery_voltage = battery / 10
+    x.gsm_signal = _signal_percent(signal)
+
+
 def _location(
     header: Header,
     body: bytes,
@@ -832,15 +873,19 @@ def _location(
         raise FrameError("JT808 location body too short")
     alarm_word, status, lat_raw, lon_raw, altitude, speed, course = _BASIC.unpack_from(body)
     extras = _Extras(bool(status >> StatusBit.CHARGING & 1))
-    pos, end = _BASIC_SIZE, len(body)
-    while pos + 2 <= end:
-        start = pos + 2
-        pos = start + body[pos + 1]
-        if pos > end:
-            break  # a truncated last item: keep what came before it
-        handler = _ITEM_HANDLERS.get(body[start - 2])
-        if handler is not None:
-            handler(body[start:pos], extras)
+    end = len(body)
+    if end - _BASIC_SIZE == _FIXED_TAIL_SIZE and not _items_fit(body):
+        _fixed_tail(body, extras)
+    else:
+        pos = _BASIC_SIZE
+        while pos + 2 <= end:
+            start = pos + 2
+            pos = start + body[pos + 1]
+            if pos > end:
+                break  # a truncated last item: keep what came before it
+            handler = _ITEM_HANDLERS.get(body[start - 2])
+            if handler is not None:
+                handler(body[start:pos], extras)
 
     alarms: list[Alarm] = []
     while alarm_word:
@@ -885,6 +930,7 @@ def _location(
         battery_voltage=extras.battery_voltage,
         power_voltage=extras.power_voltage,
         gsm_signal=extras.gsm_signal,
+        odometer_km=extras.odometer_km,
         serial=header.serial,
         reply=reply,
         checksum_ok=header.checksum_ok,
@@ -1088,8 +1134,28 @@ def _decode_waybill(header: Header, body: bytes, ctx: Context) -> FrameResult:
 
 
 def _decode_other(header: Header, body: bytes, ctx: Context) -> FrameResult:
-    """Messages with nothing for the model (transparent data, logout, vendor extras)."""
-    return FrameResult((_plain(header, MessageType.OTHER),), _ack(header, ctx))
+    """Messages with nothing for the model (transparent data, logout, vendor extras).
+
+    A message id this module does not name is answered all the same (`UNANSWERED` aside) and
+    flagged for the session's log.
+    """
+    message_id = header.message_id
+    unknown = None if message_id in KNOWN else f"{message_id:#06x}"
+    return FrameResult((_plain(header, MessageType.OTHER),), _ack(header, ctx), unknown)
+
+
+_TIME_SYNC_BODY = struct.Struct(">HBBBBBB")
+
+
+def _decode_time_sync(header: Header, body: bytes, ctx: Context) -> FrameResult:
+    """`0x0109`: the device asks for the time; `0x8109` gives it in UTC (traccar's layout:
+    year WORD, month, day, hour, minute, second, result 0)."""
+    now = ctx.now.astimezone(UTC)
+    reply = _TIME_SYNC_BODY.pack(
+        now.year, now.month, now.day, now.hour, now.minute, now.second, ResponseResult.SUCCESS
+    )
+    ack, _ = encode_frame(MessageId.TIME_SYNC_RESPONSE, reply, ctx)
+    return FrameResult((_plain(header, MessageType.OTHER),), ack)
 
 
 # JT600-style reports (protocols.md §3.7; traccar `decodeLocation2`, `Jt600ProtocolDecoder`).
@@ -1179,6 +1245,8 @@ def _decode_jt600(header: Header, body: bytes, ctx: Context) -> FrameResult:
 _DECODERS: dict[int, Callable[[Header, bytes, Context], FrameResult]] = {
     MessageId.TERMINAL_RESPONSE: _decode_terminal_response,
     MessageId.HEARTBEAT: _decode_heartbeat,
+    MessageId.HEARTBEAT_CC888: _decode_heartbeat,
+    MessageId.TIME_SYNC: _decode_time_sync,
     MessageId.REGISTER: _decode_register,
     MessageId.AUTHENTICATE: _decode_authenticate,
     MessageId.ATTRIBUTES: _decode_attributes,
@@ -1245,11 +1313,72 @@ def decode(frame: bytes, ctx: Context, payload: bytes | None = None) -> FrameRes
     if header.version is not None:
         ctx.jt808_version = header.version
     if header.packets is not None and header.packets[0] > 1:
-        # One piece of a sub-packaged message: acknowledged, but its body is only a fragment,
-        # and reassembly is not supported (rare for the messages we read, protocols.md §3.12).
-        return FrameResult((_plain(header, MessageType.OTHER),), _ack(header, ctx))
+        return _decode_fragment(header, body, ctx)
     handler = _DECODERS.get(header.message_id, _decode_other)
     return handler(header, body, ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-packaged messages (header bit 13, protocols.md §3.12; `reassembly`)
+# ---------------------------------------------------------------------------------------------
+
+#: Messages whose own reply is more than a general response: kept when they come in pieces.
+_SPECIFIC_REPLIES = frozenset({MessageId.REGISTER, MessageId.TIME_SYNC})
+
+
+def _decode_fragment(header: Header, body: bytes, ctx: Context) -> FrameResult:
+    """One fragment of a sub-packaged message, kept until the message is whole.
+
+    Each fragment gets its own `0x8001` (JT/T 808-2013 §7.12 allows one general response per
+    fragment), so the device never resends one we hold. The fragment that completes the
+    message returns it decoded as one, under the first fragment's serial; the others decode
+    to an OTHER message that keeps the link alive.
+    """
+    assert header.packets is not None
+    total, index = header.packets
+    if not 1 <= index <= total:
+        raise FrameError(f"JT808 fragment {index} of {total}: indexes run from 1")
+    ack = _general_response(header, ctx)
+    fragments = ctx.jt808_fragments
+    if fragments is None:
+        fragments = ctx.jt808_fragments = Reassembly()
+    key = FragmentKey(header.message_id, total, (header.serial - index + 1) & 0xFFFF)
+    whole = fragments.add(key, index, Fragment(body, header.raw, header.checksum_ok), ctx.now)
+    if whole is None:
+        return FrameResult((_plain(header, MessageType.OTHER),), ack)
+    first = header._replace(
+        serial=key.first_serial, packets=None, checksum_ok=whole.checksum_ok, raw=whole.frames
+    )
+    result = _DECODERS.get(key.message_id, _decode_other)(first, whole.body, ctx)
+    if result.ack is not None and key.message_id in _SPECIFIC_REPLIES:
+        ack += result.ack
+    return FrameResult(result.messages, ack, result.unknown)
+
+
+class Settled(NamedTuple):
+    """What became of a session's unfinished sub-packaged messages (see `settle`)."""
+
+    request: bytes | None  #: `0x8003` frames asking for missing fragments, to send now
+    lost: tuple[Lost, ...]  #: messages given up, to report
+
+
+def settle(ctx: Context, *, final: bool, can_request: bool = True) -> Settled:
+    """Time out unfinished sub-packaged messages and ask for fragments that did not come.
+
+    A message whose last fragment arrived while others are missing gets one `0x8003`
+    retransmission request (original serial, count, indexes: JT/T 808-2013 §8.4; the count is a
+    WORD in the 2019 form). `final` (the connection closed) gives every unfinished message up.
+    """
+    fragments = ctx.jt808_fragments
+    if fragments is None:
+        return Settled(None, ())
+    requests, lost = fragments.settle(ctx.now, final=final, can_request=can_request)
+    frames = b""
+    for key, missing in requests:
+        count = _WORD.pack(len(missing)) if ctx.jt808_2019 else bytes((len(missing),))
+        body = _WORD.pack(key.first_serial) + count + b"".join(map(_WORD.pack, missing))
+        frames += encode_frame(MessageId.RETRANSMIT_REQUEST, body, ctx)[0]
+    return Settled(frames or None, tuple(lost))
 
 
 # ---------------------------------------------------------------------------------------------

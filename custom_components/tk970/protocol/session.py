@@ -50,6 +50,11 @@ OFFSET_VOTES = 2
 #: Bytes kept before detection when nothing looks like a frame start yet.
 _MAX_UNDETECTED = 64
 
+#: Unknown message types are logged once per process: the (family, type) pairs seen so far,
+#: bounded so that a peer inventing types costs at most this many log lines.
+_MAX_UNKNOWN_LOGGED = 256
+_unknown_logged: set[tuple[Protocol, str]] = set()
+
 
 class Decoded(NamedTuple):
     """A decoded message, and the bytes to send back at once (None when no reply is due)."""
@@ -85,6 +90,10 @@ class SessionStats:
     junk_bytes: int = 0
     checksum_failures: int = 0
     decoder_errors: int = 0
+    #: frames of a message type the decoder does not know (answered where the protocol can)
+    unknown_types: int = 0
+    #: JT808 fragments that never came, of sub-packaged messages given up
+    fragments_lost: int = 0
 
 
 class Session:
@@ -147,11 +156,17 @@ class Session:
         return self._run(self._buffer, Mode.IDLE)
 
     def close(self, now: datetime) -> list[Item]:
-        """End of stream: decode what the quiet peer finished, report an incomplete rest."""
+        """End of stream: decode what the quiet peer finished, report an incomplete rest.
+
+        Sub-packaged JT808 messages still missing fragments are reported as lost.
+        """
         items = self.flush(now)
         if self._buffer:
             self._junk(items, self._buffer, "incomplete frame at the end of the stream")
             self._buffer = b""
+        if self.context.jt808_fragments is not None:
+            self.context.now = now
+            self._settle(items, final=True)
         return items
 
     def encode_command(self, command: Command, now: datetime) -> EncodedCommand:
@@ -205,7 +220,27 @@ class Session:
             # Splitters never ask to keep more than a frame; this guards the invariant.
             self._junk(items, self._buffer, "buffer over the frame size limit")
             self._buffer = b""
+        fragments = self.context.jt808_fragments
+        if fragments is not None and fragments.busy:
+            self._settle(items, final=False)
         return items
+
+    def _settle(self, items: list[Item], *, final: bool) -> None:
+        """Report sub-packaged JT808 messages given up; ask for missing fragments.
+
+        A retransmission request rides with the last reply of this read, so it goes out after
+        the acknowledgements of the fragments that did come.
+        """
+        last = next(
+            (i for i in range(len(items) - 1, -1, -1) if isinstance(items[i], Decoded)), None
+        )
+        settled = jt808.settle(self.context, final=final, can_request=last is not None)
+        if settled.request is not None and last is not None:
+            message, ack = items[last]
+            items[last] = Decoded(message, (ack or b"") + settled.request)
+        for lost in settled.lost:
+            self.stats.fragments_lost += lost.missing
+            self._junk(items, lost.frames, lost.reason)
 
     def _junk(self, items: list[Item], raw: bytes, reason: str) -> None:
         self.stats.skipped += 1
@@ -230,6 +265,9 @@ class Session:
         stats = self.stats
         if messages and messages[0].checksum_ok is False:
             stats.checksum_failures += 1
+        if result.unknown is not None:
+            stats.unknown_types += 1
+            self._log_unknown(result.unknown, frame, result.ack is not None)
         ack = result.ack
         context = self.context
         for message in messages:
@@ -240,6 +278,22 @@ class Session:
                 context.device_id = message.device_id
             items.append(_new_tuple(Decoded, (message, ack)))
             ack = None
+
+    def _log_unknown(self, kind: str, frame: bytes, answered: bool) -> None:
+        """Log a message type the decoder does not know, once per process and type."""
+        assert self.protocol is not None
+        seen = (self.protocol, kind)
+        if seen in _unknown_logged or len(_unknown_logged) >= _MAX_UNKNOWN_LOGGED:
+            return
+        _unknown_logged.add(seen)
+        _LOGGER.info(
+            "Unknown %s message type %s from %s (%s); frame %s",
+            self.protocol.value,
+            kind,
+            self.context.device_id or "a device not yet identified",
+            "answered with the protocol's generic acknowledgement" if answered else "not answered",
+            frame[:64].hex(),
+        )
 
     def _learn_jt808_offset(self, message: Message) -> Message:
         """Learn the device's clock offset from live reports; return the message corrected.
