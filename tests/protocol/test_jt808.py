@@ -81,6 +81,7 @@ FLOAT_FIELDS = {
     "altitude_m": "altitude_m",
     "battery_v": "battery_voltage",
     "power_v": "power_voltage",
+    "odometer_km": "odometer_km",
 }
 INFO_KEYS = ("iccid", "imei", "timezone")
 
@@ -97,7 +98,17 @@ DEVIATIONS: dict[int, list[tuple[str, Any, str]]] = {
         ("serial", 12, _LITERAL_7D),
         ("terminal_id_hex", "4f07788ef87d", _LITERAL_7D),
     ],
-    45: [("checksum_ok", True, _LITERAL_7D)],
+    45: [
+        ("checksum_ok", True, _LITERAL_7D),
+        (
+            "odometer_km",
+            8.6,
+            (
+                "item 0x01 holds 0x56 = 8.6 km; the vector read item 0xFE's sub-record 0x01 "
+                "as mileage, which traccar decodes as the driving-event word"
+            ),
+        ),
+    ],
     65: [
         (
             "kind",

@@ -853,7 +853,10 @@ def _modular(d: _Draft) -> MessageType:
         elif module == 0x03 and size >= 10:
             fields["info"] = (("iccid", data[at : at + 10].hex().rstrip("f")),)
         elif module == 0x2E and size >= 4:
-            fields["odometer_km"] = int.from_bytes(data[at : at + 4], "little") / 1000
+            # Metres, big-endian like every other field: traccar reads it little-endian,
+            # which turns gt06:69 and gt06:68 (three weeks apart) into 3,253,731 km and
+            # 1,576,141 km; read big-endian they are 61.6 km and 62.0 km.
+            fields["odometer_km"] = int.from_bytes(data[at : at + 4]) / 1000
     if "latitude" in fields:
         return _position_type(d)
     if d.alarms:

@@ -669,11 +669,14 @@ _FE_EVENTS = ((0x07, Alarm.OTHER), (0x08, Alarm.COLLISION), (0x10, Alarm.TAMPER)
 
 
 def _item_vendor_level_or_power(data: bytes, x: _Extras) -> None:
-    """Item `0xFE`: battery %, power 0.1 V, or 0x7C + sub-records with a driving-event word."""
+    """Item `0xFE`: battery %, power 0.1 V, odometer (m), or 0x7C + sub-records with a
+    driving-event word."""
     if len(data) == 1:
         x.level(data[0])
     elif len(data) == 2:
         x.power_voltage = _word(data) / 10
+    elif len(data) == 4:
+        x.odometer_km = _dword(data) / 1000  # metres, as traccar stores it
     elif len(data) > 4 and data[0] == 0x7C:
         # Bits 0-2 harsh acceleration/braking/cornering (no shared name: `other`, vector 45),
         # bit 3 accident, bit 4 tampering.
