@@ -642,3 +642,44 @@ def test_relay_round_trip_through_a_session() -> None:
     assert isinstance(items[0], Decoded)
     outcome = session.command_outcome(CUT, sent, items[0].message)
     assert outcome == CommandOutcome(CommandResult.SUCCESS, "S20,1,1", True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Relay state and odometer (issue 13)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_relay_is_status_bit_27() -> None:
+    """Bit 27 of the status word, active low, is the relay ("vehicle in the cut-off oil &
+    engine state", H02 document V1.0.5): clear only in traccar's S20 confirmation test frame
+    (h02:62, F7FFFBFF); set in every other status word of h02.jsonl."""
+    for vector in load("h02"):
+        if not vector.uplink:
+            continue
+        decoded, _ = decode_datagram(vector.raw)
+        for item in decoded:
+            message = item.message
+            if message.alarm_states:  # the frame carries a status word
+                assert message.relay is (vector.line == 62), vector.id
+
+
+def test_relay_in_a_binary_record() -> None:
+    """The same word ends binary records (h02:29 with bit 27 cleared)."""
+    raw = bytearray(_vector(29).raw)
+    assert raw[25:29] == bytes.fromhex("ffffdfff")
+    raw[25] = 0xF7
+    message, _ = decode_one(bytes(raw))
+    assert message.relay is True
+    assert decode_one(_vector(29).raw)[0].relay is False
+
+
+def test_odometer_tail() -> None:
+    """traccar's H02ProtocolDecoderTest line 107: `odometer,temperature,fuel,altitude,lac,cid`
+    after the status word; the odometer in metres, as traccar stores it."""
+    frame = (
+        b"*HQ,2130510938,V1,012632,A,0520.0663,N,10028.6324,E,0.286,023,100317,FFFFDFFF,"
+        b"69129336,0,100.0,18,5141,5A20#"
+    )
+    message, _ = decode_one(frame)
+    assert message.odometer_km == pytest.approx(69129.336)
+    assert message.altitude_m == 18

@@ -34,8 +34,6 @@ from .commands import (
 )
 from .context import Context, Family, FrameResult
 from .errors import CommandError, FrameError
-from .reassembly import Fragment, Lost, Reassembly
-from .reassembly import Key as FragmentKey
 from .messages import (
     Alarm,
     Cell,
@@ -47,6 +45,7 @@ from .messages import (
     Protocol,
     WifiAccessPoint,
 )
+from .reassembly import Fragment, Key as FragmentKey, Lost, Reassembly
 
 
 class MessageId(IntEnum):

@@ -96,9 +96,7 @@ class Reassembly:
         """Tell whether `settle` has anything to do (messages in progress or losses to report)."""
         return bool(self._partials or self._lost)
 
-    def add(
-        self, key: Key, index: int, fragment: Fragment, now: datetime
-    ) -> Whole | None:
+    def add(self, key: Key, index: int, fragment: Fragment, now: datetime) -> Whole | None:
         """Keep one fragment (1-based `index`); return the message once it is complete.
 
         A duplicate, or a fragment of a message completed moments ago, is kept nowhere: the
@@ -154,9 +152,7 @@ class Reassembly:
         for partial in list(self._partials.values()):
             if final or now - partial.updated >= TIMEOUT:
                 self._give_up(partial, "ended with the connection" if final else "timed out")
-            elif (
-                can_request and not partial.requested and partial.key.total in partial.fragments
-            ):
+            elif can_request and not partial.requested and partial.key.total in partial.fragments:
                 partial.requested = True
                 partial.updated = now  # give the retransmission its own time
                 requests.append((partial.key, partial.missing()))

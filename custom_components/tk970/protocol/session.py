@@ -236,8 +236,9 @@ class Session:
         )
         settled = jt808.settle(self.context, final=final, can_request=last is not None)
         if settled.request is not None and last is not None:
-            message, ack = items[last]
-            items[last] = Decoded(message, (ack or b"") + settled.request)
+            item = items[last]
+            assert isinstance(item, Decoded)
+            items[last] = Decoded(item.message, (item.ack or b"") + settled.request)
         for lost in settled.lost:
             self.stats.fragments_lost += lost.missing
             self._junk(items, lost.frames, lost.reason)
