@@ -115,6 +115,7 @@ class TrackerState:
     battery_voltage: float | None = None
     power_voltage: float | None = None
     gsm_signal: int | None = None
+    odometer_km: float | None = None
     last_seen: datetime | None = None
     connected: bool = False
     transport: str | None = None
@@ -190,6 +191,7 @@ _STORED_VALUES: dict[str, tuple[type, ...]] = {
     "battery_percent": (int, float),
     "battery_voltage": (int, float),
     "power_voltage": (int, float),
+    "odometer_km": (int, float),
     "gsm_signal": (int,),
 }
 #: A device time this far ahead of our clock is wrong (an unlearned time zone, a bad RTC):
@@ -364,7 +366,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             return  # a late record says nothing about the device's state now
         for name in (
             "ignition", "charging", "battery_percent", "battery_voltage", "power_voltage",
-            "gsm_signal",
+            "gsm_signal", "odometer_km",
         ):  # fmt: skip
             value = getattr(message, name)
             if value is not None:

@@ -14,63 +14,24 @@ from hypothesis import given, settings, strategies as st
 import pytest
 
 from custom_components.tk970.protocol import reassembly
-from custom_components.tk970.protocol.codec import jt808_escape, jt808_unescape, xor_checksum
+from custom_components.tk970.protocol.codec import jt808_unescape
 from custom_components.tk970.protocol.messages import Message, MessageType
 from custom_components.tk970.protocol.session import Decoded, Item, Session, Skipped
 
-from .helpers import NOW
-from .vectors import load
-
-TERMINAL = "009590068983"
-FIRST_SERIAL = 0x0130
-MAX_BODY = 1023
-
-
-def _plain_frame(
-    message_id: int,
-    body: bytes,
-    serial: int,
-    packets: tuple[int, int] | None = None,
-    terminal: str = TERMINAL,
-    version: int | None = None,
-) -> bytes:
-    """An escaped frame, built here independently of the module under test."""
-    attributes = len(body) | (0x2000 if packets else 0) | (0x4000 if version is not None else 0)
-    head = message_id.to_bytes(2, "big") + attributes.to_bytes(2, "big")
-    if version is not None:
-        head += bytes((version,))
-    head += bytes.fromhex(terminal) + serial.to_bytes(2, "big")
-    if packets:
-        head += packets[0].to_bytes(2, "big") + packets[1].to_bytes(2, "big")
-    plain = head + body
-    return b"\x7e" + jt808_escape(plain + bytes((xor_checksum(plain),))) + b"\x7e"
-
-
-def _location_bodies() -> list[bytes]:
-    """The 0x0200 bodies of the four TK-Star reports (after the 12-byte header)."""
-    vectors = {v.line: v for v in load("jt808")}
-    return [jt808_unescape(vectors[line].raw[1:-1])[12:-1] for line in (9, 10, 11, 12)]
-
-
-def _batch_body(points: int = 32) -> tuple[bytes, list[bytes]]:
-    """A blind-area 0x0704 body of `points` items (the four real reports, repeated)."""
-    bodies = [body for _, body in zip(range(points), itertools.cycle(_location_bodies()))]
-    items = b"".join(len(body).to_bytes(2, "big") + body for body in bodies)
-    return len(bodies).to_bytes(2, "big") + b"\x01" + items, bodies
-
-
-def _fragments(body: bytes, size: int = MAX_BODY, first_serial: int = FIRST_SERIAL) -> list[bytes]:
-    pieces = [body[i : i + size] for i in range(0, len(body), size)]
-    total = len(pieces)
-    return [
-        _plain_frame(0x0704, piece, first_serial + index, (total, index + 1))
-        for index, piece in enumerate(pieces)
-    ]
+from .helpers import (
+    FIRST_SERIAL,
+    MAX_BODY,
+    NOW,
+    TERMINAL,
+    jt808_fragments,
+    jt808_frame,
+    tkstar_batch,
+)
 
 
 def _ack(serial: int, message_id: int = 0x0704, server_serial: int = 0) -> bytes:
     body = serial.to_bytes(2, "big") + message_id.to_bytes(2, "big") + b"\x00"
-    return _plain_frame(0x8001, body, server_serial)
+    return jt808_frame(0x8001, body, server_serial)
 
 
 def _feed(session: Session, chunks: list[bytes], gap: timedelta = timedelta(0)) -> list[Item]:
@@ -91,7 +52,7 @@ def _positions(messages: list[Message]) -> list[tuple[object, ...]]:
 def _expected_positions(bodies: list[bytes]) -> list[tuple[object, ...]]:
     """The same reports decoded one by one as plain 0x0200 frames."""
     session = Session(learn_jt808_offset=False)
-    frames = [_plain_frame(0x0200, body, n) for n, body in enumerate(bodies)]
+    frames = [jt808_frame(0x0200, body, n) for n, body in enumerate(bodies)]
     return _positions([i.message for i in _feed(session, frames) if isinstance(i, Decoded)])
 
 
@@ -117,8 +78,8 @@ def _batch(items: list[Item]) -> list[Message]:
 
 
 def test_fragments_in_order_give_the_whole_batch() -> None:
-    body, bodies = _batch_body()
-    frames = _fragments(body)
+    body, bodies = tkstar_batch()
+    frames = jt808_fragments(body)
     assert len(frames) == 3, "the batch is over two full fragments"
     session = Session(learn_jt808_offset=False)
     items = _feed(session, [b"".join(frames)])
@@ -140,8 +101,8 @@ def test_fragments_in_order_give_the_whole_batch() -> None:
 
 def test_fragments_split_across_reads() -> None:
     """Byte by byte over TCP, the same batch comes out of the last byte."""
-    body, bodies = _batch_body()
-    stream = b"".join(_fragments(body))
+    body, bodies = tkstar_batch()
+    stream = b"".join(jt808_fragments(body))
     session = Session(learn_jt808_offset=False)
     items = _feed(session, [stream[i : i + 1] for i in range(len(stream))])
     assert _positions(_batch(items)) == _expected_positions(bodies)
@@ -152,8 +113,8 @@ def test_fragments_split_across_reads() -> None:
 def test_fragments_reordered_within_a_read(order: tuple[int, ...]) -> None:
     """Whatever the order inside one read, the batch comes out once, in index order, and
     nothing is asked again (the read held every fragment)."""
-    body, bodies = _batch_body()
-    frames = _fragments(body)
+    body, bodies = tkstar_batch()
+    frames = jt808_fragments(body)
     session = Session(learn_jt808_offset=False)
     items = _feed(session, [b"".join(frames[i] for i in order)])
     assert _positions(_batch(items)) == _expected_positions(bodies)
@@ -170,8 +131,8 @@ def test_fragments_reordered_within_a_read(order: tuple[int, ...]) -> None:
 def test_any_order_and_any_split(order: list[int], cuts: list[int]) -> None:
     """Four fragments in any order, cut into reads anywhere: one batch, every fragment
     answered, nothing lost."""
-    body, bodies = _batch_body(40)
-    frames = _fragments(body)
+    body, bodies = tkstar_batch(40)
+    frames = jt808_fragments(body)
     assert len(frames) == 4
     stream = b"".join(frames[i] for i in order)
     edges = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
@@ -186,14 +147,14 @@ def test_any_order_and_any_split(order: list[int], cuts: list[int]) -> None:
 def test_missing_fragment_is_asked_for_then_completed() -> None:
     """The last fragment came, the middle one did not: one 0x8003 asks for it (original
     serial, count, index) with that read's replies; its retransmission completes the batch."""
-    body, bodies = _batch_body()
-    first, middle, last = _fragments(body)
+    body, bodies = tkstar_batch()
+    first, middle, last = jt808_fragments(body)
     session = Session(learn_jt808_offset=False)
     items = _feed(session, [first + last])
     decoded = _decoded(items)
     assert [d.message.type for d in decoded] == [MessageType.OTHER, MessageType.OTHER]
     request = FIRST_SERIAL.to_bytes(2, "big") + b"\x01" + (2).to_bytes(2, "big")
-    assert decoded[-1].ack == _ack(FIRST_SERIAL + 2, server_serial=1) + _plain_frame(
+    assert decoded[-1].ack == _ack(FIRST_SERIAL + 2, server_serial=1) + jt808_frame(
         0x8003, request, 2
     )
     items = session.feed(middle, NOW + timedelta(seconds=5))
@@ -205,11 +166,11 @@ def test_missing_fragment_is_asked_for_then_completed() -> None:
 def test_lost_fragment_is_reported_after_the_timeout() -> None:
     """A fragment that never comes: the message is given up after `TIMEOUT` without progress,
     reported once (a Skipped item with the fragments that did come), and counted."""
-    body, _bodies = _batch_body()
-    first, _middle, last = _fragments(body)
+    body, _bodies = tkstar_batch()
+    first, _middle, last = jt808_fragments(body)
     session = Session(learn_jt808_offset=False)
     _feed(session, [first + last])
-    heartbeat = _plain_frame(0x0002, b"", 0x0200)
+    heartbeat = jt808_frame(0x0002, b"", 0x0200)
     later = NOW + reassembly.TIMEOUT + timedelta(seconds=1)
     items = session.feed(heartbeat, later)
     lost = [i for i in items if isinstance(i, Skipped)]
@@ -224,8 +185,8 @@ def test_lost_fragment_is_reported_after_the_timeout() -> None:
 
 
 def test_fragments_left_at_close_are_lost() -> None:
-    body, _bodies = _batch_body()
-    first, _middle, _last = _fragments(body)
+    body, _bodies = tkstar_batch()
+    first, _middle, _last = jt808_fragments(body)
     session = Session(learn_jt808_offset=False)
     items = session.feed(first, NOW)
     assert [d.ack for d in _decoded(items)] == [_ack(FIRST_SERIAL)]
@@ -236,8 +197,8 @@ def test_fragments_left_at_close_are_lost() -> None:
 
 
 def test_retransmission_after_completion_is_only_acknowledged() -> None:
-    body, _bodies = _batch_body()
-    frames = _fragments(body)
+    body, _bodies = tkstar_batch()
+    frames = jt808_fragments(body)
     session = Session(learn_jt808_offset=False)
     _feed(session, [b"".join(frames)])
     again = session.feed(frames[1], NOW + timedelta(seconds=2))
@@ -251,7 +212,7 @@ def test_oversized_message_is_answered_and_reported_once() -> None:
     answered, and the message is reported once."""
     total = reassembly.MAX_FRAGMENTS + 1
     frames = [
-        _plain_frame(0x0801, bytes(100), 0x0500 + index, (total, index + 1))
+        jt808_frame(0x0801, bytes(100), 0x0500 + index, (total, index + 1))
         for index in range(total)
     ]
     session = Session(learn_jt808_offset=False)
@@ -262,11 +223,11 @@ def test_oversized_message_is_answered_and_reported_once() -> None:
     assert "over the reassembly limit" in skipped[0].reason
 
 
-def test_memory_stays_bounded_under_a_flood_of_first_fragments() -> None:
+def test_memory_stays_bounded_under_a_flood_of_firstjt808_fragments() -> None:
     """A stranger opening many large messages costs at most `MAX_BYTES`; older ones are given
     up and reported."""
     session = Session(learn_jt808_offset=False)
-    frames = [_plain_frame(0x0704, bytes(MAX_BODY), 0x1000 + 10 * n, (4, 1)) for n in range(100)]
+    frames = [jt808_frame(0x0704, bytes(MAX_BODY), 0x1000 + 10 * n, (4, 1)) for n in range(100)]
     items = _feed(session, [b"".join(frames)])
     fragments = session.context.jt808_fragments
     assert fragments is not None
@@ -278,7 +239,7 @@ def test_memory_stays_bounded_under_a_flood_of_first_fragments() -> None:
 
 
 def test_index_zero_is_refused() -> None:
-    frame = _plain_frame(0x0704, b"\x00\x00\x01", 1, (2, 0))
+    frame = jt808_frame(0x0704, b"\x00\x00\x01", 1, (2, 0))
     items = Session().feed(frame, NOW)
     assert [type(i) for i in items] == [Skipped]
     assert "indexes run from 1" in items[0].reason  # type: ignore[union-attr]
@@ -289,11 +250,11 @@ def test_retransmission_request_in_the_2019_header() -> None:
     terminal = "00000866496077582164"
     body = bytes(600)
     frames = [
-        _plain_frame(0x0900, body[:300], 7, (3, 1), terminal, version=1),
-        _plain_frame(0x0900, body[300:], 9, (3, 3), terminal, version=1),
+        jt808_frame(0x0900, body[:300], 7, (3, 1), terminal, version=1),
+        jt808_frame(0x0900, body[300:], 9, (3, 3), terminal, version=1),
     ]
     session = Session()
     decoded = _decoded(_feed(session, [b"".join(frames)]))
     request = (7).to_bytes(2, "big") + (1).to_bytes(2, "big") + (2).to_bytes(2, "big")
     assert decoded[-1].ack is not None
-    assert decoded[-1].ack.endswith(_plain_frame(0x8003, request, 2, terminal=terminal, version=1))
+    assert decoded[-1].ack.endswith(jt808_frame(0x8003, request, 2, terminal=terminal, version=1))
