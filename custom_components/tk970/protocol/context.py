@@ -80,8 +80,14 @@ class Family(NamedTuple):
       `CommandError` when the family or dialect cannot express it.
     - `command_outcome(command, sent, message)`: whether `message` answers `sent`, and how; None
       when it is not an answer to it.
+    - `fast(data, ctx)`, optional: a read that is exactly one complete frame of a layout the
+      family sends most (a location, a heartbeat, a login) decoded straight, or None to let
+      the general path (splitter, then `decode`) do it. It must give what the general path
+      gives, to the byte, and change nothing when it returns None (tests/protocol/
+      test_fastpath.py holds it to that on every vector and on random mutations).
     """
 
     decode: Callable[[bytes, Context, bytes | None], FrameResult]
     encode_command: Callable[[Command, Context], EncodedCommand]
     command_outcome: Callable[[Command, EncodedCommand, Message], CommandOutcome | None]
+    fast: Callable[[bytes, Context], FrameResult | None] | None = None

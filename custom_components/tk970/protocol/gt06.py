@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from functools import lru_cache
+from functools import lru_cache, partial
 import re
 import struct
 from typing import Any
 
-from .codec import bcd_datetime, bcd_digits, crc_itu, is_bcd, mac_text, make_utc
+from .codec import bcd_datetime, bcd_digits, crc_itu, gt06_crc_ok, is_bcd, mac_text, make_utc
 from .commands import (
     Command,
     CommandKind,
@@ -291,6 +291,10 @@ _POSITION_TEXT = re.compile(
 _RELAY_RESTORED_TEXT = re.compile(r"restore|resume|\bHFYD\b", re.IGNORECASE)
 _RELAY_CUT_TEXT = re.compile(r"cut off|\bDYD\b", re.IGNORECASE)
 _FIRMWARE_BANNER = re.compile(rb"\[VERSION\]([\x20-\x5a\x5c-\x7e]+)")
+
+#: Building a NamedTuple through tuple.__new__ skips its Python-level __new__; the fast path
+#: gives every field, in `Message._fields` order.
+_new_message = partial(tuple.__new__, Message)
 
 _START_SHORT = b"\x78\x78"
 _START_LONG = b"\x79\x79"
@@ -571,26 +575,38 @@ def _login(d: _Draft) -> MessageType:
     data = d.data
     if len(data) < 8:
         raise FrameError("GT06 login without a terminal id")
-    digits = bcd_digits(data[:8])
-    imei = digits[1:] if digits[0] == "0" else digits
+    imei, info, offset = _login_facts(data, d.end)
     ctx = d.ctx
     ctx.device_id = imei
+    if offset is not None:
+        ctx.gt06_utc_offset = offset
+    ctx.info.update(info)
     d.fields["device_id"] = imei
+    d.fields["info"] = info
+    return MessageType.LOGIN
+
+
+def _login_facts(
+    data: bytes, end: int
+) -> tuple[str, tuple[tuple[str, str], ...], timedelta | None]:
+    """The IMEI, the facts for the device description and the time zone of a login whose
+    content (`end` bytes before the serial) starts `data`. Raises FrameError for a non-BCD id."""
+    digits = bcd_digits(data[:8])
+    imei = digits[1:] if digits[0] == "0" else digits
     info = [("imei", imei)]
-    if d.end >= 10:
+    offset: timedelta | None = None
+    if end >= 10:
         info.append(("type_id", data[8:10].hex()))
-    if d.end >= 12:
+    if end >= 12:
         word = int.from_bytes(data[10:12])
         zone = word >> 4  # hours x 100 + minutes
         minutes = (zone // 100) * 60 + zone % 100
         if word & 0x08:  # west of Greenwich
             minutes = -minutes
-        ctx.gt06_utc_offset = timedelta(minutes=minutes)
+        offset = timedelta(minutes=minutes)
         sign = "-" if minutes < 0 else "+"
         info.append(("timezone", f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"))
-    ctx.info.update(info)
-    d.fields["info"] = tuple(info)
-    return MessageType.LOGIN
+    return imei, tuple(info), offset
 
 
 def _status_packet(d: _Draft) -> MessageType:
@@ -1494,7 +1510,7 @@ def decode(frame: bytes, ctx: Context, payload: bytes | None = None) -> FrameRes
     complete = size >= start + 7
     if complete:
         serial = frame[-6:-4]
-        checksum_ok = crc_itu(frame[2:-4]) == int.from_bytes(frame[-4:-2])
+        checksum_ok = gt06_crc_ok(frame)
         draft.ack = _default_ack(frame, kind, serial)
     else:
         serial = b""
@@ -1541,12 +1557,200 @@ def _default_ack(frame: bytes, kind: int, serial: bytes) -> bytes | None:
     if frame[0] == 0x78:
         if kind in _UNANSWERED and not (kind == PacketType.X1_GPS and frame[2] == _SL4X_LENGTH):
             return None
-        return _packet(kind, b"", serial)
+        return _short_ack(kind, serial)
     if kind in _ANSWERED_LONG_FORM:
         return _packet(kind, b"", serial, long_form=True)
     if kind in _ANSWERED_LONG:
-        return _packet(kind, b"", serial)
+        return _short_ack(kind, serial)
     return None
+
+
+@lru_cache(maxsize=4096)
+def _short_ack(kind: int, serial: bytes) -> bytes:
+    """`78 78 05 <type> <serial> <CRC> 0D 0A`, kept for reuse: a fleet's devices count their
+    serials from 1 after every boot, so the same few hundred replies come back all the time."""
+    return _packet(kind, b"", serial)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path (`Family.fast`): one whole frame per read, the most common layouts decoded straight
+# ---------------------------------------------------------------------------------------------
+
+#: The GPS block and a 2G cell, as `0x12` and `0x22` carry them: date (6 bytes), satellites,
+#: latitude, longitude, speed, course/status, MCC, MNC, LAC, cell id (BYTE + WORD).
+_FAST_GPS_CELL = struct.Struct(">6sBIIBHHBHBH")
+#: The same with the 4G cell of `0xA0`: MCC, MNC, LAC DWORD, cell id QWORD.
+_FAST_GPS_CELL_4G = struct.Struct(">6sBIIBHHBIQ")
+_NO_STATES: frozenset[Alarm] = frozenset()
+_GT06 = Protocol.GT06
+_LOCATION = MessageType.LOCATION
+_HEARTBEAT = MessageType.HEARTBEAT
+_GNSS = PositionSource.GNSS
+_new_result = partial(tuple.__new__, FrameResult)
+
+
+def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
+    """A read that is exactly one well-formed frame, decoded without the splitter.
+
+    The splitter would cut such a read as one frame (its length field ends on `0D 0A`), so
+    `decode` is what the general path runs on it; the layouts a fleet sends most (GPS + LBS
+    `0x12`, `0x22`, `0xA0` and the `0x13` heartbeat in their standard sizes) are decoded
+    straight, the same fields in the same way (tests/protocol/test_fastpath.py).
+    Wi-Fi frames (`0x17`, `0x69`) are left to the splitter, which sizes them by their counts.
+    """
+    size = len(frame)
+    if size < 10 or frame[-2:] != _STOP:
+        return None
+    if frame[0] == 0x78:
+        length = frame[2]
+        if frame[1] != 0x78 or length + 5 != size:
+            return None
+        kind = frame[3]
+        layout = _FAST_LAYOUTS.get(kind << 8 | length)
+        if layout is not None:
+            return layout(frame, ctx)
+        if kind in (0x17, 0x69):  # Wi-Fi: the splitter sizes them by their counts
+            return None
+    elif frame[0] != 0x79 or frame[1] != 0x79 or int.from_bytes(frame[2:4]) + 6 != size:
+        return None
+    return decode(frame, ctx)
+
+
+#: Packet times decoded recently: a fleet's reports share their second (a thousand trackers
+#: at 10 s send a hundred reports a second), and the datetime is the same object's worth.
+_times: dict[tuple[bytes, timedelta | None], datetime | None] = {}
+_MAX_TIMES = 1024
+
+
+def _fast_time(stamp: bytes, offset: timedelta | None) -> datetime | None:
+    """`_gps`'s reading of the 6 date bytes, remembered for the next report of that second."""
+    key = (stamp, offset)
+    moment = _times.get(key, _times)
+    if moment is not _times:
+        return moment  # type: ignore[return-value]
+    year, month, day, hour, minute, second = stamp
+    try:
+        moment = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        moment = None
+    else:
+        if offset:
+            moment -= offset
+    if len(_times) >= _MAX_TIMES:
+        _times.clear()
+    _times[key] = moment
+    return moment
+
+
+def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
+    """`0x12` 0x1F long (nothing after the cell, VL03 §3, in the login's zone), `0x22` 0x22
+    long (ACC, upload mode, re-upload, UTC) or 0x26 long (and mileage), and `0xA0` 0x29 / 0x2D
+    long (the same with a 4G cell): what `_gps`, `_set_position`, `_cell` and `_report_tail`
+    read for these sizes."""
+    kind = frame[3]
+    if kind == PacketType.GPS_LBS_4G:
+        (stamp, satellites, lat_raw, lon_raw, speed, flags, mcc, mnc, lac, cid) = (
+            _FAST_GPS_CELL_4G.unpack_from(frame, 4)
+        )
+        end, offset = _FAST_END_4G, None
+    else:
+        (stamp, satellites, lat_raw, lon_raw, speed, flags, mcc, mnc, lac, cid, cid_low) = (
+            _FAST_GPS_CELL.unpack_from(frame, 4)
+        )
+        cid = cid << 16 | cid_low
+        end = _FAST_END
+        offset = None if kind == PacketType.GPS_LBS_UTC else ctx.gt06_utc_offset
+    latitude = lat_raw / _COORDINATE_SCALE
+    longitude = lon_raw / _COORDINATE_SCALE
+    if mcc & _MNC_WIDE or latitude > 90 or longitude > 180:
+        return None  # a 2-byte MNC shifts the layout; no coordinates: the general path
+    ignition = bool(flags & _ACC_ON) if flags & _ACC_KNOWN else None
+    historical = False
+    odometer = None
+    tail = len(frame) - 6 - end
+    if tail:
+        ignition = frame[end] > 0
+        historical = frame[end + 2] > 0
+        if tail == 7:
+            odometer = int.from_bytes(frame[end + 3 : end + 7]) / 1000
+    serial = frame[-6:-4]
+    message = _new_message(
+        (
+            _GT06, _LOCATION, ctx.device_id, _fast_time(stamp, offset), bool(flags & _FIXED),
+            latitude if flags & _NORTH else -latitude,
+            -longitude if flags & _WEST else longitude,
+            float(speed), float(flags & _COURSE_MASK), None, satellites & 0x0F, None, _GNSS,
+            (_shared_cell(mcc, mnc, lac, cid),) if lac or cid else (),
+            (), (), _NO_STATES, ignition, None, None, None, None, None, None, odometer,
+            int.from_bytes(serial), None, None, gt06_crc_ok(frame), historical, (), frame,
+        )
+    )  # fmt: skip
+    return _new_result(((message,), _short_ack(kind, serial), None))
+
+
+_FAST_END = 4 + _FAST_GPS_CELL.size
+_FAST_END_4G = 4 + _FAST_GPS_CELL_4G.size
+
+
+def _fast_login(frame: bytes, ctx: Context) -> FrameResult | None:
+    """`0x01`, 0x0D long (the IMEI) or 0x11 long (and type id, time zone): `_login`."""
+    try:
+        imei, info, offset = _login_facts(frame[4:-6], frame[2] - 5)
+    except FrameError:
+        return None
+    ctx.device_id = imei
+    if offset is not None:
+        ctx.gt06_utc_offset = offset
+    ctx.info.update(info)
+    serial = frame[-6:-4]
+    message = _new_message(
+        (
+            _GT06, MessageType.LOGIN, imei, None, None, None, None, None, None, None, None,
+            None, None, (), (), (), _NO_STATES, None, None, None, None, None, None, None, None,
+            int.from_bytes(serial), None, None, gt06_crc_ok(frame), False, info, frame,
+        )
+    )  # fmt: skip
+    return _new_result(((message,), _short_ack(PacketType.LOGIN, serial), None))
+
+
+def _fast_status(frame: bytes, ctx: Context) -> FrameResult | None:
+    """`0x13`, 0x0A long: terminal info, voltage level, GSM level, language (VL03 §2)."""
+    info, level, gsm = frame[4], frame[5], frame[6]
+    alarm = _STATUS_ALARMS.get((info >> 3) & 0x07)
+    if level <= 6:
+        battery: float | None = _VOLTAGE_LEVEL_PERCENT[level]
+    else:
+        battery = float(level) if level <= 100 else None
+    if gsm <= 4:
+        signal: int | None = gsm * 25
+    else:
+        signal = gsm if gsm <= 100 else None
+    serial = frame[-6:-4]
+    message = _new_message(
+        (
+            _GT06, _HEARTBEAT, ctx.device_id, None, None, None, None, None, None, None, None,
+            None, None, (), (), () if alarm is None else (alarm,), _STATUS_STATES,
+            bool(info & 0x02), bool(info & 0x80), bool(info & 0x04), battery, None, None,
+            signal, None, int.from_bytes(serial), None, None, gt06_crc_ok(frame), False, (),
+            frame,
+        )
+    )  # fmt: skip
+    return _new_result(((message,), _short_ack(PacketType.STATUS, serial), None))
+
+
+_FastLayout = Callable[[bytes, Context], FrameResult | None]
+
+#: Protocol number << 8 | `78 78` length byte -> its straight decoder.
+_FAST_LAYOUTS: dict[int, _FastLayout] = {
+    PacketType.LOGIN << 8 | 0x0D: _fast_login,
+    PacketType.LOGIN << 8 | 0x11: _fast_login,
+    PacketType.GPS_LBS << 8 | 0x1F: _fast_position,
+    PacketType.GPS_LBS_UTC << 8 | 0x22: _fast_position,
+    PacketType.GPS_LBS_UTC << 8 | 0x26: _fast_position,
+    PacketType.GPS_LBS_4G << 8 | 0x29: _fast_position,
+    PacketType.GPS_LBS_4G << 8 | 0x2D: _fast_position,
+    PacketType.STATUS << 8 | 0x0A: _fast_status,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1679,4 +1883,4 @@ def command_outcome(
     return CommandOutcome(result, text)
 
 
-FAMILY = Family(decode, encode_command, command_outcome)
+FAMILY = Family(decode, encode_command, command_outcome, decode_fast)

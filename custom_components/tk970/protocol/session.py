@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from . import gps103, gt06, h02, jt808, watch
 from .commands import Command, CommandOutcome, EncodedCommand
-from .context import JT808_DEFAULT_OFFSET, Context, Family
+from .context import JT808_DEFAULT_OFFSET, Context, Family, FrameResult
 from .detect import detect
 from .errors import CommandError, FrameError
 from .framing import MAX_FRAME, SPLITTERS, Mode
@@ -73,6 +73,8 @@ class Skipped(NamedTuple):
 
 type Item = Decoded | Skipped
 
+#: First byte of a frame that a family's fast path may take, when detection has not run.
+_FAST_START = {b"\x78": Protocol.GT06, b"\x79": Protocol.GT06, b"\x7e": Protocol.JT808}
 #: What a splitter's None ("need more data") unpacks to in the loop.
 _NEED_MORE = (0, None, None)
 #: Building a NamedTuple through tuple.__new__ skips its Python-level __new__ (per message).
@@ -106,12 +108,14 @@ class Session:
         protocol: Protocol | None = None,
         jt808_utc_offset: timedelta = JT808_DEFAULT_OFFSET,
         learn_jt808_offset: bool = True,
+        fast_path: bool = True,
     ) -> None:
         """Start a session; `datagram` decodes each `feed` on its own (UDP).
 
         `learn_jt808_offset` lets live JT808 reports correct the clock offset; the decoder CLI
         turns it off, since pasted frames are not live and its output must not depend on when
-        it runs.
+        it runs. `fast_path` off sends every read through the general path (the differential
+        test compares the two).
         """
         self.datagram = datagram
         self.protocol = protocol
@@ -120,6 +124,9 @@ class Session:
         self._buffer = b""
         self._latched = protocol is not None
         self._learn = learn_jt808_offset
+        self._fast = fast_path
+        #: the latched family's fast decoder (a TCP connection, once its family is known)
+        self._fast_decode = FAMILIES[protocol].fast if fast_path and protocol else None
         self._offset_candidate: timedelta | None = None
         self._offset_votes = 0
 
@@ -138,7 +145,23 @@ class Session:
     def feed(self, data: bytes, now: datetime) -> list[Item]:
         """Take the next bytes of the stream (or one whole datagram) and decode what is complete."""
         self.stats.bytes_in += len(data)
-        self.context.now = now
+        context = self.context
+        context.now = now
+        if not self._buffer:
+            fast = self._fast_decode
+            if fast is not None:
+                # The common case, kept short: a connection whose family is known sends one
+                # report per read.
+                try:
+                    result = fast(data, context)
+                except Exception:  # noqa: BLE001  # the general path decides the rest
+                    result = None
+                if result is not None:
+                    return self._fast_items(result, data)
+            elif self._fast:
+                items = self._feed_fast(data)
+                if items is not None:
+                    return items
         if self.datagram:
             # Each datagram stands alone: its own detection, nothing carried to the next.
             self._buffer = b""
@@ -206,7 +229,8 @@ class Session:
                     pos = end
                     break
                 self.protocol = found.protocol
-                self._latched = not self.datagram
+                if not self.datagram:
+                    self._latch()
             length, reason, payload = SPLITTERS[self.protocol](view, mode) or _NEED_MORE
             if not length:
                 break
@@ -243,6 +267,48 @@ class Session:
             self.stats.fragments_lost += lost.missing
             self._junk(items, lost.frames, lost.reason)
 
+    def _feed_fast(self, data: bytes) -> list[Item] | None:
+        """Decode a read that is one whole frame of a common layout straight (`Family.fast`);
+        None when it is not, or when anything is unusual: the general path then takes it.
+
+        The steps of `_run` it skips (detection, splitting) would have found exactly this
+        frame; the bookkeeping after decoding is the same code (`_deliver`).
+        """
+        protocol = self.protocol
+        if protocol is None or (self.datagram and not self._latched):
+            protocol = _FAST_START.get(data[:1])
+            if protocol is None or (protocol is Protocol.GT06 and data[1:2] != data[:1]):
+                return None
+        fast = FAMILIES[protocol].fast
+        if fast is None:
+            return None
+        try:
+            result = fast(data, self.context)
+        except Exception:  # noqa: BLE001  # the general path decides (and contains) the rest
+            return None
+        if result is None:
+            return None
+        self.protocol = protocol
+        if not self.datagram:
+            self._latch()
+        return self._fast_items(result, data)
+
+    def _fast_items(self, result: FrameResult, data: bytes) -> list[Item]:
+        """What `_run` returns for a read that was this one frame."""
+        self.stats.frames += 1
+        items: list[Item] = []
+        self._deliver(items, result, data)
+        fragments = self.context.jt808_fragments
+        if fragments is not None and fragments.busy:
+            self._settle(items, final=False)
+        return items
+
+    def _latch(self) -> None:
+        """Keep the detected family for the rest of the connection."""
+        self._latched = True
+        if self._fast and self.protocol is not None:
+            self._fast_decode = FAMILIES[self.protocol].fast
+
     def _junk(self, items: list[Item], raw: bytes, reason: str) -> None:
         self.stats.skipped += 1
         self.stats.junk_bytes += len(raw)
@@ -262,6 +328,10 @@ class Session:
             _LOGGER.debug("Decoder error on %s frame %s", self.protocol, frame.hex(), exc_info=True)
             items.append(Skipped(f"decoder error: {err!r}", frame, self.protocol))
             return
+        self._deliver(items, result, frame)
+
+    def _deliver(self, items: list[Item], result: FrameResult, frame: bytes) -> None:
+        """Count, log an unknown type, learn the JT808 clock, bind the identity, add items."""
         messages = result.messages
         stats = self.stats
         if messages and messages[0].checksum_ok is False:
