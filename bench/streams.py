@@ -25,13 +25,14 @@ LOCATIONS = 8
 _TKSTAR_EB = bytes.fromhex(
     "eb29000c00b28988228066613427450900060089ffffffff000600c5ffffffef0004002d0fa5000300a85c"
 )
-_START = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+#: When the streams' first reports are made.
+START = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
 
 def _fixes(device: int) -> list[Fix]:
     """Eight fixes of one device driving east, 10 s apart."""
     first = Fix(
-        time=_START + timedelta(seconds=device),
+        time=START + timedelta(seconds=device),
         latitude=52.5 + device * 1e-3,
         longitude=13.3 + device * 1e-3,
         speed_kmh=42.0,

@@ -17,7 +17,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
 from custom_components.tk970.protocol import gt06, jt808
-from custom_components.tk970.protocol.codec import crc_itu, jt808_escape, xor_checksum
+from custom_components.tk970.protocol.codec import (
+    crc_itu,
+    jt808_escape,
+    jt808_unescape,
+    xor_checksum,
+)
 from custom_components.tk970.protocol.context import Context
 from custom_components.tk970.protocol.messages import Protocol
 from custom_components.tk970.protocol.session import Item, Session
@@ -179,6 +184,7 @@ LAYOUTS = (
     "jt808_heartbeat",
     "jt808_authentication",
     "jt808_location",
+    "jt808_tkstar_location",
 )
 
 
@@ -205,8 +211,29 @@ def layout_frames(draw: st.DrawFn, layout: str) -> bytes:
         "jt808_location": lambda: frames.jt808_location(
             terminal, serial, fix, timedelta(hours=draw(st.integers(-12, 14)))
         ),
+        "jt808_tkstar_location": lambda: _tkstar_location(terminal, serial, fix, draw),
     }
     return builders[layout]()
+
+
+def _tkstar_location(terminal: str, serial: int, fix: Fix, draw: st.DrawFn) -> bytes:
+    """A TK-Star 4G report (jt808.jsonl line 9's items) with random values in every field."""
+    _message_id, _serial, body = frames.jt808_unframe(frames.jt808_location(terminal, 1, fix))
+    basic = bytearray(body[:28])
+    basic[:4] = draw(st.binary(min_size=4, max_size=4))  # any alarm bits
+    basic[4:8] = draw(st.binary(min_size=4, max_size=4))  # any status bits
+    word = st.binary(min_size=4, max_size=4)
+    items = (
+        b"\x01\x04" + draw(word)
+        + b"\x30\x01" + bytes((draw(st.integers(0, 255)),))
+        + b"\x31\x01" + bytes((draw(st.integers(0, 255)),))
+        + b"\xeb\x29\x00\x0c\x00\xb2" + draw(st.binary(min_size=10, max_size=10))
+        + b"\x00\x06\x00\x89" + draw(word)
+        + b"\x00\x06\x00\xc5" + draw(word)
+        + b"\x00\x04\x00\x2d" + draw(st.binary(min_size=2, max_size=2))
+        + b"\x00\x03\x00\xa8" + bytes((draw(st.integers(0, 255)),))
+    )  # fmt: skip
+    return frames.jt808_frame(0x0200, bytes(basic) + items, terminal, serial)
 
 
 @st.composite
@@ -255,6 +282,9 @@ def test_random_fast_layout_frames(layout: str, data: st.DataObject) -> None:
     """Random values in each fast layout: alone, as a datagram, after a login."""
     frame = data.draw(layout_frames(layout))
     assert _took_fast_path(frame, Protocol.GT06 if layout.startswith("gt06") else Protocol.JT808)
+    if layout == "jt808_tkstar_location":  # the one-unpack reading, not the items walk
+        body = jt808_unescape(frame[1:-1])[12:-1]
+        assert jt808._tkstar_markers(jt808._TKSTAR.unpack(body)) == jt808._TKSTAR_SKELETON
     _compare([frame])
     _compare([frame], datagram=True)
     _compare([GT06_LOGIN, frame])

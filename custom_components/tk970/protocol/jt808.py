@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from functools import lru_cache
+from functools import lru_cache, partial
+from operator import itemgetter
 import re
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .codec import jt808_escape, jt808_unescape, mac_text, xor_checksum
 from .commands import (
@@ -424,8 +425,33 @@ def encode_frame(message_id: int, body: bytes, ctx: Context) -> tuple[bytes, int
 
 
 def _general_response(header: Header, ctx: Context) -> bytes:
-    body = _RESPONSE.pack(header.serial, header.message_id, ResponseResult.SUCCESS)
-    return encode_frame(MessageId.PLATFORM_RESPONSE, body, ctx)[0]
+    """`0x8001` quoting the device's serial and message id, result 0 (`encode_frame`'s frame,
+    built in one piece for the 2011/2013 header that nearly every report has)."""
+    if ctx.jt808_2019 or not ctx.jt808_terminal:
+        body = _RESPONSE.pack(header.serial, header.message_id, ResponseResult.SUCCESS)
+        return encode_frame(MessageId.PLATFORM_RESPONSE, body, ctx)[0]
+    terminal = ctx.jt808_terminal
+    serial, answered, quoted = ctx.next_serial(), header.serial, header.message_id
+    checksum = (
+        _response_prefix_xor(terminal)
+        ^ serial >> 8 ^ serial & 0xFF ^ answered >> 8 ^ answered & 0xFF
+        ^ quoted >> 8 ^ quoted & 0xFF
+    )  # fmt: skip
+    plain = _RESPONSE_HEAD + terminal + _RESPONSE_TAIL.pack(serial, answered, quoted, 0, checksum)
+    return _FLAG + jt808_escape(plain) + _FLAG
+
+
+@lru_cache(maxsize=4096)
+def _response_prefix_xor(terminal: bytes) -> int:
+    """XOR of the `0x8001` header words and a terminal id, the part of its checksum that one
+    device's replies share."""
+    return xor_checksum(_RESPONSE_HEAD + terminal)
+
+
+#: `0x8001` header words (id, attributes = body length), then after the terminal id: server
+#: serial, device serial, device message id, result.
+_RESPONSE_HEAD = bytes.fromhex("80010005")
+_RESPONSE_TAIL = struct.Struct(">HHHBB")  # ... result, checksum
 
 
 def _ack(header: Header, ctx: Context) -> bytes | None:
@@ -447,11 +473,30 @@ def _signal_percent(csq: int) -> int | None:
 
 
 def _device_time(bcd: bytes, offset: timedelta) -> datetime | None:
-    """BCD `YYMMDDhhmmss` device-local time to UTC; None when the clock is not set or invalid."""
+    """BCD `YYMMDDhhmmss` device-local time to UTC; None when the clock is not set or invalid.
+
+    Remembered for the next report of the same second (a fleet's reports share their second).
+    """
+    key = (bcd, offset)
+    moment = _times.get(key, _times)
+    if moment is not _times:
+        return moment  # type: ignore[return-value]
+    moment = _read_device_time(bcd, offset)
+    if len(_times) >= _MAX_TIMES:
+        _times.clear()
+    _times[key] = moment
+    return moment
+
+
+_times: dict[tuple[bytes, timedelta], datetime | None] = {}
+_MAX_TIMES = 1024
+
+
+def _read_device_time(bcd: bytes, offset: timedelta) -> datetime | None:
     digits = bcd.hex()
     if len(digits) != 12 or not digits.isdigit():
         return None
-    value = int(digits)  # one conversion, then split: this runs once per position
+    value = int(digits)  # one conversion, then split
     rest, second = divmod(value, 100)
     rest, minute = divmod(rest, 100)
     rest, hour = divmod(rest, 100)
@@ -693,7 +738,7 @@ def _item_vendor_level_or_power(data: bytes, x: _Extras) -> None:
 def _item_extension(data: bytes, x: _Extras) -> None:
     """Item `0xEB`: a cell list, a time zone string, or BSJ sub-records (traccar's order)."""
     length = len(data)
-    if length >= 3 and _word(data) > 200 and (length - 3) % 5 == 0:
+    if length >= 3 and (data[0] << 8 | data[1]) > 200 and (length - 3) % 5 == 0:
         mcc, mnc = _word(data), data[2]
         for pos in range(3, length, 5):
             x.cells.append(
@@ -705,15 +750,17 @@ def _item_extension(data: bytes, x: _Extras) -> None:
                     rssi=data[pos + 4],
                 )
             )
-    elif length and _PRINTABLE.fullmatch(data):
+    elif length and 0x20 <= data[0] <= 0x7E and _PRINTABLE.fullmatch(data):
         x.info.append(("timezone", data.decode("ascii")))
     else:
         pos = 0
+        handlers = _BSJ_HANDLERS
         while pos + 4 <= length:
-            stop = pos + 2 + _word(data, pos)  # the length counts the type word
+            size, kind = _HEAD.unpack_from(data, pos)
+            stop = pos + 2 + size  # the length counts the type word
             if stop > length or stop < pos + 4:
                 break
-            handler = _BSJ_HANDLERS.get(_word(data, pos + 2))
+            handler = handlers.get(kind)
             if handler is not None:
                 handler(data[pos + 4 : stop], x)
             pos = stop
@@ -810,6 +857,7 @@ _BSJ_HANDLERS: dict[int, _Handler] = {
     BsjType.IMEI: _bsj_imei,
     BsjType.CELL: _bsj_cell,
 }
+_BSJ_HANDLERS = {int(kind): handler for kind, handler in _BSJ_HANDLERS.items()}
 
 _ITEM_HANDLERS: dict[int, _Handler] = {
     Item.MILEAGE: _item_mileage,
@@ -839,6 +887,8 @@ _ITEM_HANDLERS: dict[int, _Handler] = {
     Item.GNSS_INFO: _item_gnss_info,
     Item.VENDOR_LEVEL_OR_POWER: _item_vendor_level_or_power,
 }
+#: The same with plain int keys: looked up once per item, an int key is found by identity.
+_ITEM_HANDLERS = {int(item): handler for item, handler in _ITEM_HANDLERS.items()}
 
 
 #: Some firmware (Carscop CCTR-830G-4G, traccar commit 42af749b7) appends a fixed 18-byte
@@ -876,7 +926,7 @@ def _location(
     if len(body) < _BASIC_SIZE:
         raise FrameError("JT808 location body too short")
     alarm_word, status, lat_raw, lon_raw, altitude, speed, course = _BASIC.unpack_from(body)
-    extras = _Extras(bool(status >> StatusBit.CHARGING & 1))
+    extras = _Extras(bool(status & _CHARGING))
     end = len(body)
     if end - _BASIC_SIZE == _FIXED_TAIL_SIZE and not _items_fit(body):
         _fixed_tail(body, extras)
@@ -897,51 +947,52 @@ def _location(
         alarms.append(_ALARM_OF_MASK[lowest])
         alarm_word ^= lowest
     alarms += extras.alarms
-    valid = bool(status & 1 << StatusBit.VALID)
+    valid = bool(status & _VALID)
     latitude: float | None = None
     longitude: float | None = None
     if lat_raw <= _MAX_LATITUDE and lon_raw <= _MAX_LONGITUDE:
-        latitude = -lat_raw / 1e6 if status & 1 << StatusBit.SOUTH else lat_raw / 1e6
-        longitude = -lon_raw / 1e6 if status & 1 << StatusBit.WEST else lon_raw / 1e6
+        latitude = -lat_raw / 1e6 if status & _SOUTH else lat_raw / 1e6
+        longitude = -lon_raw / 1e6 if status & _WEST else lon_raw / 1e6
     else:
         valid = False  # not a coordinate: keep the frame, drop the position
     if reply is not None:
-        kind = MessageType.COMMAND_REPLY
+        kind: MessageType = MessageType.COMMAND_REPLY
+    elif alarms:
+        kind = _ALARM
     else:
-        kind = MessageType.ALARM if alarms else MessageType.LOCATION
-    return Message(
-        protocol=Protocol.JT808,
-        type=kind,
-        device_id=header.device_id,
-        time=_device_time(body[22:28], ctx.jt808_utc_offset),
-        valid=valid,
-        latitude=latitude,
-        longitude=longitude,
-        speed_kmh=speed / 10,
-        course=float(course),
-        altitude_m=float(altitude),
-        satellites=extras.satellites,
-        hdop=extras.hdop,
-        position_source=PositionSource.GNSS if valid else None,
-        cells=tuple(extras.cells),
-        wifi=tuple(extras.wifi),
-        alarms=tuple(dict.fromkeys(alarms)),
-        alarm_states=WORD_ALARM_STATES.union(extras.states) if extras.states else WORD_ALARM_STATES,
-        ignition=bool(status & 1 << StatusBit.IGNITION),
-        relay=bool(status & 1 << StatusBit.OIL_CUT),
-        charging=extras.charging,
-        battery_percent=extras.battery_percent,
-        battery_voltage=extras.battery_voltage,
-        power_voltage=extras.power_voltage,
-        gsm_signal=extras.gsm_signal,
-        odometer_km=extras.odometer_km,
-        serial=header.serial,
-        reply=reply,
-        checksum_ok=header.checksum_ok,
-        historical=historical,
-        info=tuple(extras.info),
-        raw=header.raw,
-    )
+        kind = _LOCATION
+    states = extras.states
+    # Built positionally (Message._fields order): one is built per report.
+    return _new_message(
+        (
+            _JT808, kind, header.device_id, _device_time(body[22:28], ctx.jt808_utc_offset),
+            valid, latitude, longitude, speed / 10, float(course), float(altitude),
+            extras.satellites, extras.hdop, _GNSS if valid else None, tuple(extras.cells),
+            tuple(extras.wifi), tuple(dict.fromkeys(alarms)) if alarms else (),
+            WORD_ALARM_STATES.union(states)
+            if states and not WORD_ALARM_STATES.issuperset(states)
+            else WORD_ALARM_STATES,
+            bool(status & _IGNITION), bool(status & _OIL_CUT), extras.charging,
+            extras.battery_percent, extras.battery_voltage, extras.power_voltage,
+            extras.gsm_signal, extras.odometer_km, header.serial, None, reply,
+            header.checksum_ok, historical, tuple(extras.info), header.raw,
+        )
+    )  # fmt: skip
+
+
+_new_message = partial(tuple.__new__, Message)
+_new_header = partial(tuple.__new__, Header)
+_new_result = partial(tuple.__new__, FrameResult)
+_CHARGING = 1 << StatusBit.CHARGING
+_JT808 = Protocol.JT808
+_ALARM = MessageType.ALARM
+_LOCATION = MessageType.LOCATION
+_GNSS = PositionSource.GNSS
+_VALID = 1 << StatusBit.VALID
+_SOUTH = 1 << StatusBit.SOUTH
+_WEST = 1 << StatusBit.WEST
+_IGNITION = 1 << StatusBit.IGNITION
+_OIL_CUT = 1 << StatusBit.OIL_CUT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1070,7 +1121,7 @@ def _decode_terminal_response(header: Header, body: bytes, ctx: Context) -> Fram
 
 
 def _decode_location(header: Header, body: bytes, ctx: Context) -> FrameResult:
-    return FrameResult((_location(header, body, ctx),), _ack(header, ctx))
+    return _new_result(((_location(header, body, ctx),), _ack(header, ctx), None))
 
 
 def _decode_query_response(header: Header, body: bytes, ctx: Context) -> FrameResult:
@@ -1351,13 +1402,81 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
     ):
         return None
     terminal = payload[4:10]
-    header = Header(
-        message_id, attributes, terminal, device_id_of(terminal),
-        int.from_bytes(payload[10:12]), None, None, True, frame,
+    header = _new_header(
+        (
+            message_id, attributes, terminal, device_id_of(terminal),
+            int.from_bytes(payload[10:12]), None, None, True, frame,
+        )
     )  # fmt: skip
     ctx.jt808_terminal = terminal
     ctx.jt808_2019 = False
-    return handler(header, payload[12:-1], ctx)
+    body = payload[12:-1]
+    if message_id == MessageId.LOCATION and len(body) == _TKSTAR.size:
+        values = _TKSTAR.unpack(body)
+        if _tkstar_markers(values) == _TKSTAR_SKELETON:
+            return _new_result(((_tkstar_location(header, values, ctx),), _ack(header, ctx), None))
+    return handler(header, body, ctx)
+
+
+#: The location report of a TK-Star 4G unit (jt808.jsonl lines 9-12 and 28): the basic block,
+#: then mileage `0x01`, signal `0x30`, satellites `0x31` and the `0xEB` block (ICCID, alarm word
+#: `0x0089`, status word `0x00C5`, battery mV `0x002D`, battery % `0x00A8`), always these items
+#: in this order and these sizes, so one unpack reads them all. The markers (item id and
+#: length, sub-record length and type) must be exactly these, else the items are walked.
+_TKSTAR = struct.Struct(
+    ">IIIIhHH6s"  # basic block: alarm, status, latitude, longitude, altitude, speed, course, time
+    "HIHBHB"  # mileage, signal, satellites
+    "HHH10sHHIHHIHHHHHB"  # 0xEB: ICCID, alarm word, status word, mV, level
+)  # fmt: skip
+_tkstar_markers = itemgetter(8, 10, 12, 14, 15, 16, 18, 19, 21, 22, 24, 25, 27, 28)
+_TKSTAR_SKELETON = (
+    0x0104, 0x3001, 0x3101, 0xEB29, 0x000C, 0x00B2, 0x0006, 0x0089, 0x0006, 0x00C5, 0x0004,
+    0x002D, 0x0003, 0x00A8,
+)  # fmt: skip
+
+
+def _tkstar_location(header: Header, values: tuple[Any, ...], ctx: Context) -> Message:
+    """What `_location` reads from a TK-Star report, from its one unpack (`_TKSTAR`)."""
+    alarm_word, status, lat_raw, lon_raw, altitude, speed, course, stamp = values[:8]
+    bsj_alarms, bsj_status, level = values[20], values[23], values[29]
+    alarms: list[Alarm] = []
+    while alarm_word:
+        lowest = alarm_word & -alarm_word
+        alarms.append(_ALARM_OF_MASK[lowest])
+        alarm_word ^= lowest
+    if not bsj_alarms & 0x1000:  # `_bsj_alarm_word`
+        alarms.append(Alarm.TAMPER)
+    if not bsj_status & 0x0040:  # `_bsj_status_word`
+        alarms.append(Alarm.VIBRATION)
+    if not bsj_status & 0x4000:
+        alarms.append(Alarm.TAMPER)
+    charging = bool(status & _CHARGING)
+    battery: int | None = None
+    if level <= 100:  # `_Extras.level`
+        battery = level
+    elif level == 0xFF:
+        charging = True
+    iccid = values[17].hex().rstrip("f")  # `_bsj_iccid`
+    valid = bool(status & _VALID)
+    latitude: float | None = None
+    longitude: float | None = None
+    if lat_raw <= _MAX_LATITUDE and lon_raw <= _MAX_LONGITUDE:
+        latitude = -lat_raw / 1e6 if status & _SOUTH else lat_raw / 1e6
+        longitude = -lon_raw / 1e6 if status & _WEST else lon_raw / 1e6
+    else:
+        valid = False
+    return _new_message(
+        (
+            _JT808, _ALARM if alarms else _LOCATION, header.device_id,
+            _device_time(stamp, ctx.jt808_utc_offset), valid, latitude, longitude, speed / 10,
+            float(course), float(altitude), values[13], None, _GNSS if valid else None, (), (),
+            tuple(dict.fromkeys(alarms)) if alarms else (), WORD_ALARM_STATES,
+            bool(status & _IGNITION), bool(status & _OIL_CUT), charging, battery,
+            values[26] / 1000, None, _signal_percent(values[11]), values[9] / 10,
+            header.serial, None, None, header.checksum_ok, False,
+            (("iccid", iccid),) if iccid.strip("0") else (), header.raw,
+        )
+    )  # fmt: skip
 
 
 #: Header bits the fast path leaves to the general one: encryption, fragments, 2019, vendor.

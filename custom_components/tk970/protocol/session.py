@@ -375,6 +375,9 @@ class Session:
         if message.historical or message.time is None or message.type not in _LIVE_TYPES:
             return message
         delta = (self.context.now - message.time).total_seconds()
+        if -1800.0 < delta < 1800.0:  # the clock agrees (the usual case): no vote
+            self._offset_votes = 0
+            return message
         hours = round(delta / 3600)
         proposal = self.context.jt808_utc_offset - timedelta(hours=hours)
         plausible = timedelta(hours=-12) <= proposal <= timedelta(hours=14)
