@@ -41,25 +41,36 @@ def gt06_crc_ok(frame: bytes) -> bool:
     )
 
 
-#: Folding steps for `xor_checksum`: halves of the widest JT808 frame (1045 bytes) and down.
-_FOLDS = tuple(
-    (bits, (1 << bits) - 1) for bits in (8192, 4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8)
-)
+#: Largest input `xor_checksum` folds (a JT808 frame has at most 1045 bytes un-escaped).
+_MAX_FOLDED = 2048
+
+
+def _fold_plan(size: int) -> tuple[tuple[int, int], ...]:
+    """The halvings that fold `size` bytes down to one: (shift, mask) pairs."""
+    plan = []
+    bits = size * 8
+    while bits > 8:
+        half = 1 << ((bits - 1).bit_length() - 1)  # the largest power of two below `bits`
+        plan.append((half, (1 << half) - 1))
+        bits = half
+    return tuple(plan)
+
+
+_FOLD_PLANS = tuple(_fold_plan(size) for size in range(_MAX_FOLDED + 1))
 
 
 def xor_checksum(data: bytes) -> int:
     """Return the JT808 checksum: XOR of every byte.
 
-    The bytes are read as one integer and folded in halves (each half XORed onto the other),
-    a dozen big-integer operations in C instead of one Python step per byte.
+    The bytes are read as one integer and folded in halves (each half XORed onto the other):
+    a few big-integer operations in C instead of one Python step per byte.
     """
-    number = int.from_bytes(data)
-    bits = len(data) * 8
-    if bits > 16384:
+    size = len(data)
+    if size > _MAX_FOLDED:
         return reduce(xor, data, 0)
-    for half, mask in _FOLDS:
-        if bits > half:
-            number = (number >> half) ^ (number & mask)
+    number = int.from_bytes(data)
+    for half, mask in _FOLD_PLANS[size]:
+        number = (number >> half) ^ (number & mask)
     return number
 
 

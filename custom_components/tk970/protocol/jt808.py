@@ -430,22 +430,24 @@ def _general_response(header: Header, ctx: Context) -> bytes:
     if ctx.jt808_2019 or not ctx.jt808_terminal:
         body = _RESPONSE.pack(header.serial, header.message_id, ResponseResult.SUCCESS)
         return encode_frame(MessageId.PLATFORM_RESPONSE, body, ctx)[0]
-    terminal = ctx.jt808_terminal
+    prefix, prefix_xor = _response_prefix(ctx.jt808_terminal)
     serial, answered, quoted = ctx.next_serial(), header.serial, header.message_id
     checksum = (
-        _response_prefix_xor(terminal)
+        prefix_xor
         ^ serial >> 8 ^ serial & 0xFF ^ answered >> 8 ^ answered & 0xFF
         ^ quoted >> 8 ^ quoted & 0xFF
     )  # fmt: skip
-    plain = _RESPONSE_HEAD + terminal + _RESPONSE_TAIL.pack(serial, answered, quoted, 0, checksum)
-    return _FLAG + jt808_escape(plain) + _FLAG
+    tail = _RESPONSE_TAIL.pack(serial, answered, quoted, 0, checksum)
+    return prefix + jt808_escape(tail) + _FLAG
 
 
 @lru_cache(maxsize=4096)
-def _response_prefix_xor(terminal: bytes) -> int:
-    """XOR of the `0x8001` header words and a terminal id, the part of its checksum that one
-    device's replies share."""
-    return xor_checksum(_RESPONSE_HEAD + terminal)
+def _response_prefix(terminal: bytes) -> tuple[bytes, int]:
+    """The start of every `0x8001` to one terminal (flag, header words and terminal id,
+    escaped: escaping goes byte by byte, so parts can be escaped apart) and the XOR of those
+    bytes, the part of the checksum all its replies share."""
+    plain = _RESPONSE_HEAD + terminal
+    return _FLAG + jt808_escape(plain), xor_checksum(plain)
 
 
 #: `0x8001` header words (id, attributes = body length), then after the terminal id: server
@@ -1315,6 +1317,9 @@ _DECODERS: dict[int, Callable[[Header, bytes, Context], FrameResult]] = {
     MessageId.JT600_LOCATION: _decode_jt600,
     MessageId.JT600_BLIND: _decode_jt600,
 }
+#: The decoders the fast path may use: all but the JT600-style reports (1-byte serial), with
+#: plain int keys.
+_FAST_DECODERS = {int(k): v for k, v in _DECODERS.items() if k not in _JT600}
 
 _TIME_REQUEST = "BASE,2"
 _TIME_PLACEHOLDER = "TIME"
@@ -1392,12 +1397,11 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
         except FrameError:
             return None
     message_id, attributes = _HEAD.unpack_from(payload)
-    handler = _DECODERS.get(message_id)
+    handler = _FAST_DECODERS.get(message_id)
     if (
         handler is None
         or attributes & _FAST_REFUSED
-        or message_id in _JT600
-        or len(payload) != 13 + (attributes & Attribute.LENGTH)
+        or len(payload) != 13 + (attributes & 0x03FF)  # the body length field
         or xor_checksum(payload)  # the checksum byte cancels the others when they agree
     ):
         return None
@@ -1411,7 +1415,7 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
     ctx.jt808_terminal = terminal
     ctx.jt808_2019 = False
     body = payload[12:-1]
-    if message_id == MessageId.LOCATION and len(body) == _TKSTAR.size:
+    if message_id == 0x0200 and len(body) == _TKSTAR.size:
         values = _TKSTAR.unpack(body)
         if _tkstar_markers(values) == _TKSTAR_SKELETON:
             return _new_result(((_tkstar_location(header, values, ctx),), _ack(header, ctx), None))
@@ -1480,7 +1484,7 @@ def _tkstar_location(header: Header, values: tuple[Any, ...], ctx: Context) -> M
 
 
 #: Header bits the fast path leaves to the general one: encryption, fragments, 2019, vendor.
-_FAST_REFUSED = (
+_FAST_REFUSED = int(
     Attribute.ENCRYPTION
     | Attribute.SUBPACKAGE
     | Attribute.VERSION_2019

@@ -294,11 +294,29 @@ class Session:
         return self._fast_items(result, data)
 
     def _fast_items(self, result: FrameResult, data: bytes) -> list[Item]:
-        """What `_run` returns for a read that was this one frame."""
-        self.stats.frames += 1
+        """What `_run` returns for a read that was this one frame.
+
+        The usual case, one message of a known type with no fragments pending, is `_deliver`
+        spelled out (it runs for every report).
+        """
+        stats = self.stats
+        stats.frames += 1
+        messages, ack, unknown = result
+        context = self.context
+        if len(messages) == 1 and unknown is None and context.jt808_fragments is None:
+            message = messages[0]
+            if message.checksum_ok is False:
+                stats.checksum_failures += 1
+            if self._learn and message.protocol is _JT808 and message.time is not None:
+                message = self._learn_jt808_offset(message)
+            stats.messages += 1
+            device_id = message.device_id
+            if device_id and device_id != context.device_id:
+                context.device_id = device_id
+            return [_new_tuple(Decoded, (message, ack))]
         items: list[Item] = []
         self._deliver(items, result, data)
-        fragments = self.context.jt808_fragments
+        fragments = context.jt808_fragments
         if fragments is not None and fragments.busy:
             self._settle(items, final=False)
         return items
@@ -402,3 +420,4 @@ class Session:
 
 
 _LIVE_TYPES = frozenset({MessageType.LOCATION, MessageType.ALARM})
+_JT808 = Protocol.JT808
