@@ -1002,3 +1002,36 @@ def test_items_that_fit_eighteen_bytes_stay_items() -> None:
     vector = next(v for v in load("jt808") if v.line == 85)
     (item,) = _decode(vector)
     assert item.message.odometer_km == pytest.approx(vector.expect["odometer_km"])
+
+
+@pytest.mark.parametrize(
+    ("line", "cells"),
+    [
+        (18, [(460, 0, 0x2626, 0x0FF1, 0x13)]),  # 0x53 with a DWORD cell id
+        (34, [(639, 3, 0x45, 0x6F07, 0x3E)]),  # 0x53 as G10LS has it
+        (26, [(724, 3, 0x79B8, 0x01142303, 0x3C)]),  # 0x5D, in Sao Paulo
+        (66, []),  # 0x53 all zeros: no cell
+    ],
+)
+def test_counted_cell_items(line: int, cells: list[tuple[int, ...]]) -> None:
+    """Items 0x53 / 0x5D (G10LS Table 20): a count, then MCC, MNC, LAC, cell id, signal."""
+    vector = next(v for v in load("jt808") if v.line == line)
+    (item,) = _decode(vector)
+    assert [(c.mcc, c.mnc, c.lac, c.cid, c.rssi) for c in item.message.cells] == cells
+
+
+def test_six_4g_cells() -> None:
+    """jt808:45 lists six 4G cells in item 0x5D (and three more in 0xE1)."""
+    vector = next(v for v in load("jt808") if v.line == 45)
+    (item,) = _decode(vector)
+    assert len({(c.lac, c.cid) for c in item.message.cells if c.mcc == 460}) >= 6
+
+
+def test_counted_wifi_item() -> None:
+    """Item 0x54: a count, then MAC and signal per access point (no capture exists)."""
+    body = bytes(28) + b"\x54\x0f\x02" + bytes.fromhex("112233445566c8aabbccddeeffb0")
+    message, _ack = _one(_frame(0x0200, T, 1, body))
+    assert [(w.mac, w.rssi) for w in message.wifi] == [
+        ("11:22:33:44:55:66", -56),
+        ("aa:bb:cc:dd:ee:ff", -80),
+    ]

@@ -199,7 +199,10 @@ class Item(IntEnum):
     MILEAGE = 0x01  #: DWORD, 0.1 km (standard; traccar reads it as odometer)
     SIGNAL = 0x30  #: CSQ 0-31
     SATELLITES = 0x31
+    CELLS_2G = 0x53  #: count + (MCC, MNC, LAC, cell id, signal) per cell (G10LS)
+    WIFI_COUNTED = 0x54  #: count + (MAC, signal) per access point (G10LS)
     BATTERY_LEVEL_TENTHS = 0x56  #: level 0-10, reserved byte (G10LS)
+    CELLS_4G = 0x5D  #: as `CELLS_2G` with a DWORD cell id (G10LS)
     DRIVING_BEHAVIOUR = 0x57  #: WORD alarms (bits 8-10: harsh acceleration/braking/turn), ...
     POWER_CENTIVOLTS = 0x61  #: main power, 0.01 V
     BATTERY_CENTIVOLTS = 0x69  #: battery, 0.01 V
@@ -578,6 +581,31 @@ def _item_satellites(data: bytes, x: _Extras) -> None:
         x.satellites = data[0]
 
 
+def _item_counted_cells(data: bytes, x: _Extras) -> None:
+    """Items `0x53` (2G) and `0x5D` (4G): a count, then per cell MCC WORD, MNC BYTE, LAC WORD,
+    cell id and signal BYTE (G10LS Table 20). The cell id is a WORD in 2G and a DWORD in 4G,
+    but some 2G firmware sends a DWORD too (jt808.jsonl line 18): the sizes tell."""
+    if not data or not data[0] or (len(data) - 1) % data[0]:
+        return
+    size = (len(data) - 1) // data[0]
+    if size not in (8, 10):
+        return
+    for pos in range(1, len(data), size):
+        mcc, mnc, lac = _COUNTED_CELL.unpack_from(data, pos)
+        cid = int.from_bytes(data[pos + 5 : pos + size - 1])
+        if lac or cid:  # all zeros: no cell (jt808.jsonl line 66)
+            x.cells.append(Cell(mcc=mcc, mnc=mnc, lac=lac, cid=cid, rssi=data[pos + size - 1]))
+
+
+_COUNTED_CELL = struct.Struct(">HBH")
+
+
+def _item_counted_wifi(data: bytes, x: _Extras) -> None:
+    """Item `0x54`: a count, then per access point its MAC and signal (G10LS Table 20)."""
+    if data and len(data) == 1 + 7 * data[0]:
+        _item_wifi(data[1:], x)
+
+
 def _item_battery_tenths(data: bytes, x: _Extras) -> None:
     if data and data[0] <= 10:
         x.battery_percent = data[0] * 10
@@ -865,6 +893,9 @@ _ITEM_HANDLERS: dict[int, _Handler] = {
     Item.MILEAGE: _item_mileage,
     Item.SIGNAL: _item_signal,
     Item.SATELLITES: _item_satellites,
+    Item.CELLS_2G: _item_counted_cells,
+    Item.WIFI_COUNTED: _item_counted_wifi,
+    Item.CELLS_4G: _item_counted_cells,
     Item.BATTERY_LEVEL_TENTHS: _item_battery_tenths,
     Item.DRIVING_BEHAVIOUR: _item_driving,
     Item.POWER_CENTIVOLTS: _item_power_centivolts,
