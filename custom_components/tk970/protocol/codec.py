@@ -36,9 +36,8 @@ def gt06_crc_ok(frame: bytes) -> bool:
     reflection moved to the received bytes (reflecting both sides of an equality keeps it), so
     that everything runs in C.
     """
-    return binascii.crc_hqx(frame[2:-4].translate(_REFLECT), 0xFFFF) ^ 0xFFFF == int.from_bytes(
-        frame[-3:-5:-1].translate(_REFLECT)
-    )
+    reflected = frame.translate(_REFLECT)
+    return binascii.crc_hqx(reflected[2:-4], 0xFFFF) ^ 0xFFFF == int.from_bytes(reflected[-3:-5:-1])
 
 
 #: Largest input `xor_checksum` folds (a JT808 frame has at most 1045 bytes un-escaped).

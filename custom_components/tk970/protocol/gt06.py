@@ -1660,10 +1660,10 @@ def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
         cid = cid << 16 | cid_low
         end = _FAST_END
         offset = None if kind == PacketType.GPS_LBS_UTC else ctx.gt06_utc_offset
+    if mcc & _MNC_WIDE or lat_raw > _MAX_LAT_RAW or lon_raw > _MAX_LON_RAW:
+        return None  # a 2-byte MNC shifts the layout; no coordinates: the general path
     latitude = lat_raw / _COORDINATE_SCALE
     longitude = lon_raw / _COORDINATE_SCALE
-    if mcc & _MNC_WIDE or latitude > 90 or longitude > 180:
-        return None  # a 2-byte MNC shifts the layout; no coordinates: the general path
     ignition = bool(flags & _ACC_ON) if flags & _ACC_KNOWN else None
     historical = False
     odometer = None
@@ -1688,6 +1688,9 @@ def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
     return _new_result(((message,), _short_ack(kind, serial), None))
 
 
+#: `_set_position`'s limits (90 and 180 degrees) on the raw values: exact, both are multiples.
+_MAX_LAT_RAW = 90 * _COORDINATE_SCALE
+_MAX_LON_RAW = 180 * _COORDINATE_SCALE
 _FAST_END = 4 + _FAST_GPS_CELL.size
 _FAST_END_4G = 4 + _FAST_GPS_CELL_4G.size
 

@@ -428,13 +428,18 @@ def encode_frame(message_id: int, body: bytes, ctx: Context) -> tuple[bytes, int
 
 
 def _general_response(header: Header, ctx: Context) -> bytes:
-    """`0x8001` quoting the device's serial and message id, result 0 (`encode_frame`'s frame,
-    built in one piece for the 2011/2013 header that nearly every report has)."""
+    """`0x8001` quoting the device's serial and message id, result 0."""
+    return _response(header.serial, header.message_id, ctx)
+
+
+def _response(answered: int, quoted: int, ctx: Context) -> bytes:
+    """`0x8001` to device serial `answered` of message `quoted`: `encode_frame`'s frame, built
+    in one piece for the 2011/2013 header that nearly every report has."""
     if ctx.jt808_2019 or not ctx.jt808_terminal:
-        body = _RESPONSE.pack(header.serial, header.message_id, ResponseResult.SUCCESS)
+        body = _RESPONSE.pack(answered, quoted, ResponseResult.SUCCESS)
         return encode_frame(MessageId.PLATFORM_RESPONSE, body, ctx)[0]
     prefix, prefix_xor = _response_prefix(ctx.jt808_terminal)
-    serial, answered, quoted = ctx.next_serial(), header.serial, header.message_id
+    serial = ctx.next_serial()
     checksum = (
         prefix_xor
         ^ serial >> 8 ^ serial & 0xFF ^ answered >> 8 ^ answered & 0xFF
@@ -475,6 +480,10 @@ def _signal_percent(csq: int) -> int | None:
     if csq == 99 or csq > 100:
         return None
     return csq
+
+
+#: `_signal_percent` of every byte value.
+_SIGNAL_PERCENT = tuple(_signal_percent(value) for value in range(256))
 
 
 def _device_time(bcd: bytes, offset: timedelta) -> datetime | None:
@@ -1422,7 +1431,7 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
     if size < 15 or frame[0] != 0x7E or frame[-1] != 0x7E or frame.find(b"\x7e", 1) != size - 1:
         return None
     payload = frame[1:-1]
-    if b"\x7d" in payload:
+    if 0x7D in payload:
         try:
             payload = jt808_unescape(payload)
         except FrameError:
@@ -1437,20 +1446,18 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
     ):
         return None
     terminal = payload[4:10]
-    header = _new_header(
-        (
-            message_id, attributes, terminal, device_id_of(terminal),
-            int.from_bytes(payload[10:12]), None, None, True, frame,
-        )
-    )  # fmt: skip
+    serial = payload[10] << 8 | payload[11]
     ctx.jt808_terminal = terminal
     ctx.jt808_2019 = False
-    body = payload[12:-1]
-    if message_id == 0x0200 and len(body) == _TKSTAR.size:
-        values = _TKSTAR.unpack(body)
+    if message_id == 0x0200 and len(payload) == _TKSTAR_PAYLOAD:
+        values = _TKSTAR.unpack_from(payload, 12)
         if _tkstar_markers(values) == _TKSTAR_SKELETON:
-            return _new_result(((_tkstar_location(header, values, ctx),), _ack(header, ctx), None))
-    return handler(header, body, ctx)
+            message = _tkstar_location(device_id_of(terminal), serial, frame, values, ctx)
+            return _new_result(((message,), _response(serial, 0x0200, ctx), None))
+    header = _new_header(
+        (message_id, attributes, terminal, device_id_of(terminal), serial, None, None, True, frame)
+    )
+    return handler(header, payload[12:-1], ctx)
 
 
 #: The location report of a TK-Star 4G unit (jt808.jsonl lines 9-12 and 28): the basic block,
@@ -1463,6 +1470,8 @@ _TKSTAR = struct.Struct(
     "HIHBHB"  # mileage, signal, satellites
     "HHH10sHHIHHIHHHHHB"  # 0xEB: ICCID, alarm word, status word, mV, level
 )  # fmt: skip
+#: Un-escaped size of a frame holding one (header, body, checksum).
+_TKSTAR_PAYLOAD = 12 + _TKSTAR.size + 1
 _tkstar_markers = itemgetter(8, 10, 12, 14, 15, 16, 18, 19, 21, 22, 24, 25, 27, 28)
 _TKSTAR_SKELETON = (
     0x0104, 0x3001, 0x3101, 0xEB29, 0x000C, 0x00B2, 0x0006, 0x0089, 0x0006, 0x00C5, 0x0004,
@@ -1470,8 +1479,19 @@ _TKSTAR_SKELETON = (
 )  # fmt: skip
 
 
-def _tkstar_location(header: Header, values: tuple[Any, ...], ctx: Context) -> Message:
-    """What `_location` reads from a TK-Star report, from its one unpack (`_TKSTAR`)."""
+@lru_cache(maxsize=4096)
+def _iccid_info(data: bytes) -> tuple[tuple[str, str], ...]:
+    """`_bsj_iccid` for a 10-byte ICCID field, as the message's `info` (a device sends its
+    SIM's in every report)."""
+    iccid = data.hex().rstrip("f")
+    return (("iccid", iccid),) if iccid.strip("0") else ()
+
+
+def _tkstar_location(
+    device_id: str, serial: int, frame: bytes, values: tuple[Any, ...], ctx: Context
+) -> Message:
+    """What `_location` reads from a TK-Star report (of a frame whose checksum agrees), from its
+    one unpack (`_TKSTAR`)."""
     alarm_word, status, lat_raw, lon_raw, altitude, speed, course, stamp = values[:8]
     bsj_alarms, bsj_status, level = values[20], values[23], values[29]
     alarms: list[Alarm] = []
@@ -1491,7 +1511,7 @@ def _tkstar_location(header: Header, values: tuple[Any, ...], ctx: Context) -> M
         battery = level
     elif level == 0xFF:
         charging = True
-    iccid = values[17].hex().rstrip("f")  # `_bsj_iccid`
+    iccid = _iccid_info(values[17])  # `_bsj_iccid`
     valid = bool(status & _VALID)
     latitude: float | None = None
     longitude: float | None = None
@@ -1502,14 +1522,13 @@ def _tkstar_location(header: Header, values: tuple[Any, ...], ctx: Context) -> M
         valid = False
     return _new_message(
         (
-            _JT808, _ALARM if alarms else _LOCATION, header.device_id,
+            _JT808, _ALARM if alarms else _LOCATION, device_id,
             _device_time(stamp, ctx.jt808_utc_offset), valid, latitude, longitude, speed / 10,
             float(course), float(altitude), values[13], None, _GNSS if valid else None, (), (),
             tuple(dict.fromkeys(alarms)) if alarms else (), WORD_ALARM_STATES,
             bool(status & _IGNITION), bool(status & _OIL_CUT), charging, battery,
-            values[26] / 1000, None, _signal_percent(values[11]), values[9] / 10,
-            header.serial, None, None, header.checksum_ok, False,
-            (("iccid", iccid),) if iccid.strip("0") else (), header.raw,
+            values[26] / 1000, None, _SIGNAL_PERCENT[values[11]], values[9] / 10,
+            serial, None, None, True, False, iccid, frame,
         )
     )  # fmt: skip
 
