@@ -586,6 +586,7 @@ def _login(d: _Draft) -> MessageType:
     return MessageType.LOGIN
 
 
+@lru_cache(maxsize=1024)
 def _login_facts(
     data: bytes, end: int
 ) -> tuple[str, tuple[tuple[str, str], ...], timedelta | None]:
@@ -1557,19 +1558,19 @@ def _default_ack(frame: bytes, kind: int, serial: bytes) -> bytes | None:
     if frame[0] == 0x78:
         if kind in _UNANSWERED and not (kind == PacketType.X1_GPS and frame[2] == _SL4X_LENGTH):
             return None
-        return _short_ack(kind, serial)
+        return _short_ack(kind, int.from_bytes(serial))
     if kind in _ANSWERED_LONG_FORM:
         return _packet(kind, b"", serial, long_form=True)
     if kind in _ANSWERED_LONG:
-        return _short_ack(kind, serial)
+        return _short_ack(kind, int.from_bytes(serial))
     return None
 
 
 @lru_cache(maxsize=4096)
-def _short_ack(kind: int, serial: bytes) -> bytes:
+def _short_ack(kind: int, serial: int) -> bytes:
     """`78 78 05 <type> <serial> <CRC> 0D 0A`, kept for reuse: a fleet's devices count their
     serials from 1 after every boot, so the same few hundred replies come back all the time."""
-    return _packet(kind, b"", serial)
+    return _packet(kind, b"", serial.to_bytes(2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1599,7 +1600,7 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
     Wi-Fi frames (`0x17`, `0x69`) are left to the splitter, which sizes them by their counts.
     """
     size = len(frame)
-    if size < 10 or frame[-2:] != _STOP:
+    if size < 10 or frame[-1] != 0x0A or frame[-2] != 0x0D:
         return None
     if frame[0] == 0x78:
         length = frame[2]
@@ -1618,13 +1619,13 @@ def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
 
 #: Packet times decoded recently: a fleet's reports share their second (a thousand trackers
 #: at 10 s send a hundred reports a second), and the datetime is the same object's worth.
-_times: dict[tuple[bytes, timedelta | None], datetime | None] = {}
+_times: dict[bytes | tuple[bytes, timedelta], datetime | None] = {}
 _MAX_TIMES = 1024
 
 
 def _fast_time(stamp: bytes, offset: timedelta | None) -> datetime | None:
     """`_gps`'s reading of the 6 date bytes, remembered for the next report of that second."""
-    key = (stamp, offset)
+    key = (stamp, offset) if offset else stamp  # a zero offset shifts nothing, like none
     moment = _times.get(key, _times)
     if moment is not _times:
         return moment  # type: ignore[return-value]
@@ -1648,7 +1649,7 @@ def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
     long (the same with a 4G cell): what `_gps`, `_set_position`, `_cell` and `_report_tail`
     read for these sizes."""
     kind = frame[3]
-    if kind == PacketType.GPS_LBS_4G:
+    if kind == 0xA0:  # GPS_LBS_4G
         (stamp, satellites, lat_raw, lon_raw, speed, flags, mcc, mnc, lac, cid) = (
             _FAST_GPS_CELL_4G.unpack_from(frame, 4)
         )
@@ -1659,12 +1660,12 @@ def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
         )
         cid = cid << 16 | cid_low
         end = _FAST_END
-        offset = None if kind == PacketType.GPS_LBS_UTC else ctx.gt06_utc_offset
+        offset = None if kind == 0x22 else ctx.gt06_utc_offset  # GPS_LBS_UTC is UTC
     if mcc & _MNC_WIDE or lat_raw > _MAX_LAT_RAW or lon_raw > _MAX_LON_RAW:
         return None  # a 2-byte MNC shifts the layout; no coordinates: the general path
     latitude = lat_raw / _COORDINATE_SCALE
     longitude = lon_raw / _COORDINATE_SCALE
-    ignition = bool(flags & _ACC_ON) if flags & _ACC_KNOWN else None
+    ignition = (flags & _ACC_ON != 0) if flags & _ACC_KNOWN else None
     historical = False
     odometer = None
     tail = len(frame) - 6 - end
@@ -1673,16 +1674,16 @@ def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
         historical = frame[end + 2] > 0
         if tail == 7:
             odometer = int.from_bytes(frame[end + 3 : end + 7]) / 1000
-    serial = frame[-6:-4]
+    serial = frame[-6] << 8 | frame[-5]
     message = _new_message(
         (
-            _GT06, _LOCATION, ctx.device_id, _fast_time(stamp, offset), bool(flags & _FIXED),
+            _GT06, _LOCATION, ctx.device_id, _fast_time(stamp, offset), flags & _FIXED != 0,
             latitude if flags & _NORTH else -latitude,
             -longitude if flags & _WEST else longitude,
             float(speed), float(flags & _COURSE_MASK), None, satellites & 0x0F, None, _GNSS,
             (_shared_cell(mcc, mnc, lac, cid),) if lac or cid else (),
             (), (), _NO_STATES, ignition, None, None, None, None, None, None, odometer,
-            int.from_bytes(serial), None, None, gt06_crc_ok(frame), historical, (), frame,
+            serial, None, None, gt06_crc_ok(frame), historical, (), frame,
         )
     )  # fmt: skip
     return _new_result(((message,), _short_ack(kind, serial), None))
@@ -1705,12 +1706,12 @@ def _fast_login(frame: bytes, ctx: Context) -> FrameResult | None:
     if offset is not None:
         ctx.gt06_utc_offset = offset
     ctx.info.update(info)
-    serial = frame[-6:-4]
+    serial = frame[-6] << 8 | frame[-5]
     message = _new_message(
         (
             _GT06, MessageType.LOGIN, imei, None, None, None, None, None, None, None, None,
             None, None, (), (), (), _NO_STATES, None, None, None, None, None, None, None, None,
-            int.from_bytes(serial), None, None, gt06_crc_ok(frame), False, info, frame,
+            serial, None, None, gt06_crc_ok(frame), False, info, frame,
         )
     )  # fmt: skip
     return _new_result(((message,), _short_ack(PacketType.LOGIN, serial), None))
@@ -1728,14 +1729,13 @@ def _fast_status(frame: bytes, ctx: Context) -> FrameResult | None:
         signal: int | None = gsm * 25
     else:
         signal = gsm if gsm <= 100 else None
-    serial = frame[-6:-4]
+    serial = frame[-6] << 8 | frame[-5]
     message = _new_message(
         (
             _GT06, _HEARTBEAT, ctx.device_id, None, None, None, None, None, None, None, None,
             None, None, (), (), () if alarm is None else (alarm,), _STATUS_STATES,
             bool(info & 0x02), bool(info & 0x80), bool(info & 0x04), battery, None, None,
-            signal, None, int.from_bytes(serial), None, None, gt06_crc_ok(frame), False, (),
-            frame,
+            signal, None, serial, None, None, gt06_crc_ok(frame), False, (), frame,
         )
     )  # fmt: skip
     return _new_result(((message,), _short_ack(PacketType.STATUS, serial), None))

@@ -1027,6 +1027,8 @@ _new_header = partial(tuple.__new__, Header)
 _new_result = partial(tuple.__new__, FrameResult)
 _CHARGING = 1 << StatusBit.CHARGING
 _JT808 = Protocol.JT808
+_TAMPER = Alarm.TAMPER
+_VIBRATION = Alarm.VIBRATION
 _ALARM = MessageType.ALARM
 _LOCATION = MessageType.LOCATION
 _GNSS = PositionSource.GNSS
@@ -1053,21 +1055,19 @@ def _plain(
     reply: CommandReply | None = None,
     info: tuple[tuple[str, str], ...] = (),
 ) -> Message:
-    """A message without a position: the header's identity, serial and checksum, and the rest."""
-    return Message(
-        protocol=Protocol.JT808,
-        type=kind,
-        device_id=header.device_id,
-        time=time,
-        battery_percent=battery_percent,
-        gsm_signal=gsm_signal,
-        serial=header.serial,
-        text=text,
-        reply=reply,
-        checksum_ok=header.checksum_ok,
-        info=info,
-        raw=header.raw,
-    )
+    """A message without a position: the header's identity, serial and checksum, and the rest
+    (built positionally, in `Message._fields` order: heartbeats are frequent)."""
+    return _new_message(
+        (
+            _JT808, kind, header.device_id, time, None, None, None, None, None, None, None, None,
+            None, (), (), (), _NO_STATES, None, None, None, battery_percent, None, None,
+            gsm_signal, None, header.serial, text, reply, header.checksum_ok, False, info,
+            header.raw,
+        )
+    )  # fmt: skip
+
+
+_NO_STATES: frozenset[Alarm] = frozenset()
 
 
 def _text(data: bytes, encoding: str = "gbk") -> str:
@@ -1492,27 +1492,27 @@ def _tkstar_location(
 ) -> Message:
     """What `_location` reads from a TK-Star report (of a frame whose checksum agrees), from its
     one unpack (`_TKSTAR`)."""
-    alarm_word, status, lat_raw, lon_raw, altitude, speed, course, stamp = values[:8]
-    bsj_alarms, bsj_status, level = values[20], values[23], values[29]
+    (alarm_word, status, lat_raw, lon_raw, altitude, speed, course, stamp, _, mileage, _, csq, _,
+     satellites, _, _, _, iccid, _, _, bsj_alarms, _, _, bsj_status, _, _, millivolts, _, _,
+     level) = values  # fmt: skip
     alarms: list[Alarm] = []
     while alarm_word:
         lowest = alarm_word & -alarm_word
         alarms.append(_ALARM_OF_MASK[lowest])
         alarm_word ^= lowest
     if not bsj_alarms & 0x1000:  # `_bsj_alarm_word`
-        alarms.append(Alarm.TAMPER)
+        alarms.append(_TAMPER)
     if not bsj_status & 0x0040:  # `_bsj_status_word`
-        alarms.append(Alarm.VIBRATION)
+        alarms.append(_VIBRATION)
     if not bsj_status & 0x4000:
-        alarms.append(Alarm.TAMPER)
-    charging = bool(status & _CHARGING)
+        alarms.append(_TAMPER)
+    charging = status & _CHARGING != 0
     battery: int | None = None
     if level <= 100:  # `_Extras.level`
         battery = level
     elif level == 0xFF:
         charging = True
-    iccid = _iccid_info(values[17])  # `_bsj_iccid`
-    valid = bool(status & _VALID)
+    valid = status & _VALID != 0
     latitude: float | None = None
     longitude: float | None = None
     if lat_raw <= _MAX_LATITUDE and lon_raw <= _MAX_LONGITUDE:
@@ -1524,11 +1524,11 @@ def _tkstar_location(
         (
             _JT808, _ALARM if alarms else _LOCATION, device_id,
             _device_time(stamp, ctx.jt808_utc_offset), valid, latitude, longitude, speed / 10,
-            float(course), float(altitude), values[13], None, _GNSS if valid else None, (), (),
+            float(course), float(altitude), satellites, None, _GNSS if valid else None, (), (),
             tuple(dict.fromkeys(alarms)) if alarms else (), WORD_ALARM_STATES,
-            bool(status & _IGNITION), bool(status & _OIL_CUT), charging, battery,
-            values[26] / 1000, None, _SIGNAL_PERCENT[values[11]], values[9] / 10,
-            serial, None, None, True, False, iccid, frame,
+            status & _IGNITION != 0, status & _OIL_CUT != 0, charging, battery,
+            millivolts / 1000, None, _SIGNAL_PERCENT[csq], mileage / 10, serial, None, None,
+            True, False, _iccid_info(iccid), frame,
         )
     )  # fmt: skip
 
