@@ -1506,18 +1506,17 @@ def _tkstar_location(
         alarms.append(_VIBRATION)
     if not bsj_status & 0x4000:
         alarms.append(_TAMPER)
-    charging = status & _CHARGING != 0
+    valid, south, west, ignition, relay, charging = _status_bits(status)
     battery: int | None = None
     if level <= 100:  # `_Extras.level`
         battery = level
     elif level == 0xFF:
         charging = True
-    valid = status & _VALID != 0
     latitude: float | None = None
     longitude: float | None = None
     if lat_raw <= _MAX_LATITUDE and lon_raw <= _MAX_LONGITUDE:
-        latitude = -lat_raw / 1e6 if status & _SOUTH else lat_raw / 1e6
-        longitude = -lon_raw / 1e6 if status & _WEST else lon_raw / 1e6
+        latitude = -lat_raw / 1e6 if south else lat_raw / 1e6
+        longitude = -lon_raw / 1e6 if west else lon_raw / 1e6
     else:
         valid = False
     return _new_message(
@@ -1526,10 +1525,20 @@ def _tkstar_location(
             _device_time(stamp, ctx.jt808_utc_offset), valid, latitude, longitude, speed / 10,
             float(course), float(altitude), satellites, None, _GNSS if valid else None, (), (),
             tuple(dict.fromkeys(alarms)) if alarms else (), WORD_ALARM_STATES,
-            status & _IGNITION != 0, status & _OIL_CUT != 0, charging, battery,
+            ignition, relay, charging, battery,
             millivolts / 1000, None, _SIGNAL_PERCENT[csq], mileage / 10, serial, None, None,
             True, False, _iccid_info(iccid), frame,
         )
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _status_bits(status: int) -> tuple[bool, bool, bool, bool, bool, bool]:
+    """The status word's valid, south, west, ignition, relay and charging bits (a device's
+    status word takes few values)."""
+    return (
+        status & _VALID != 0, status & _SOUTH != 0, status & _WEST != 0,
+        status & _IGNITION != 0, status & _OIL_CUT != 0, status & _CHARGING != 0,
     )  # fmt: skip
 
 
