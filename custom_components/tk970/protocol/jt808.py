@@ -1116,7 +1116,7 @@ def _decode_authenticate(header: Header, body: bytes, ctx: Context) -> FrameResu
             for key, value in (("imei", imei), ("firmware", firmware))
             if value and (key != "imei" or value.isdigit())
         )
-    return FrameResult((_plain(header, MessageType.LOGIN, info=info),), _ack(header, ctx))
+    return _new_result(((_plain(header, MessageType.LOGIN, info=info),), _ack(header, ctx), None))
 
 
 def _decode_heartbeat(header: Header, body: bytes, ctx: Context) -> FrameResult:
@@ -1130,7 +1130,7 @@ def _decode_heartbeat(header: Header, body: bytes, ctx: Context) -> FrameResult:
         )
     else:
         message = _plain(header, MessageType.HEARTBEAT)
-    return FrameResult((message,), _ack(header, ctx))
+    return _new_result(((message,), _ack(header, ctx), None))
 
 
 def _decode_attributes(header: Header, body: bytes, ctx: Context) -> FrameResult:
