@@ -17,7 +17,8 @@ from .errors import FrameError
 # Bit-reversal of every byte value: CRC-ITU (CRC-16/X-25) is the bit-reflected form of the
 # CRC-CCITT that binascii.crc_hqx computes, so reflecting the input bytes and the 16-bit result
 # lets the C implementation do the work.
-_REFLECT = bytes(int(f"{value:08b}"[::-1], 2) for value in range(256))
+REFLECT = bytes(int(f"{value:08b}"[::-1], 2) for value in range(256))
+_REFLECT = REFLECT
 
 
 def _reflect16(value: int) -> int:

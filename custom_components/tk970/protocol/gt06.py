@@ -16,6 +16,7 @@ end, exactly where traccar reads them.
 
 from __future__ import annotations
 
+from binascii import crc_hqx
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -24,7 +25,16 @@ import re
 import struct
 from typing import Any
 
-from .codec import bcd_datetime, bcd_digits, crc_itu, gt06_crc_ok, is_bcd, mac_text, make_utc
+from .codec import (
+    REFLECT as _REFLECT,
+    bcd_datetime,
+    bcd_digits,
+    crc_itu,
+    gt06_crc_ok,
+    is_bcd,
+    mac_text,
+    make_utc,
+)
 from .commands import (
     Command,
     CommandKind,
@@ -1675,15 +1685,20 @@ def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
         if tail == 7:
             odometer = int.from_bytes(frame[end + 3 : end + 7]) / 1000
     serial = frame[-6] << 8 | frame[-5]
+    moment = _times.get(stamp if not offset else (stamp, offset), _times)
+    if moment is _times:
+        moment = _fast_time(stamp, offset)
+    reflected = frame.translate(_REFLECT)  # `gt06_crc_ok`, spelled out
+    checksum_ok = crc_hqx(reflected[2:-4], 0xFFFF) ^ 0xFFFF == int.from_bytes(reflected[-3:-5:-1])
     message = _new_message(
         (
-            _GT06, _LOCATION, ctx.device_id, _fast_time(stamp, offset), flags & _FIXED != 0,
+            _GT06, _LOCATION, ctx.device_id, moment, flags & _FIXED != 0,
             latitude if flags & _NORTH else -latitude,
             -longitude if flags & _WEST else longitude,
             float(speed), float(flags & _COURSE_MASK), None, satellites & 0x0F, None, _GNSS,
             (_shared_cell(mcc, mnc, lac, cid),) if lac or cid else (),
             (), (), _NO_STATES, ignition, None, None, None, None, None, None, odometer,
-            serial, None, None, gt06_crc_ok(frame), historical, (), frame,
+            serial, None, None, checksum_ok, historical, (), frame,
         )
     )  # fmt: skip
     return _new_result(((message,), _short_ack(kind, serial), None))

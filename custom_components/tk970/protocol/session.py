@@ -157,6 +157,10 @@ class Session:
                 except Exception:  # noqa: BLE001  # the general path decides the rest
                     result = None
                 if result is not None:
+                    messages, ack, unknown = result
+                    if len(messages) == 1 and unknown is None and context.jt808_fragments is None:
+                        # `_fast_items` for one report, spelled out: this runs for each one
+                        return [_new_tuple(Decoded, (self._one(messages[0], context), ack))]
                     return self._fast_items(result, data)
             elif self._fast:
                 items = self._feed_fast(data)
@@ -299,27 +303,31 @@ class Session:
         The usual case, one message of a known type with no fragments pending, is `_deliver`
         spelled out (it runs for every report).
         """
-        stats = self.stats
-        stats.frames += 1
         messages, ack, unknown = result
         context = self.context
         if len(messages) == 1 and unknown is None and context.jt808_fragments is None:
-            message = messages[0]
-            if message.checksum_ok is False:
-                stats.checksum_failures += 1
-            if self._learn and message.protocol is _JT808 and message.time is not None:
-                message = self._learn_jt808_offset(message)
-            stats.messages += 1
-            device_id = message.device_id
-            if device_id and device_id != context.device_id:
-                context.device_id = device_id
-            return [_new_tuple(Decoded, (message, ack))]
+            return [_new_tuple(Decoded, (self._one(messages[0], context), ack))]
+        self.stats.frames += 1
         items: list[Item] = []
         self._deliver(items, result, data)
         fragments = context.jt808_fragments
         if fragments is not None and fragments.busy:
             self._settle(items, final=False)
         return items
+
+    def _one(self, message: Message, context: Context) -> Message:
+        """`_deliver`'s bookkeeping for a read that was one frame of one known message."""
+        stats = self.stats
+        stats.frames += 1
+        stats.messages += 1
+        if message.checksum_ok is False:
+            stats.checksum_failures += 1
+        if self._learn and message.protocol is _JT808 and message.time is not None:
+            message = self._learn_jt808_offset(message)
+        device_id = message.device_id
+        if device_id and device_id != context.device_id:
+            context.device_id = device_id
+        return message
 
     def _latch(self) -> None:
         """Keep the detected family for the rest of the connection."""
