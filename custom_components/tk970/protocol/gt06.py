@@ -12,6 +12,10 @@ fields of our `Message`; anything else becomes an OTHER message with its serial.
 decodes from its own bytes: the splitter may have cut it by scanning for `0D 0A` because its
 length byte is wrong, so fixed fields are read from the start and the serial and CRC from the
 end, exactly where traccar reads them.
+
+Replies follow traccar, which answers every `78 78` packet it does not return from early, known
+or not (see `_UNANSWERED`). `decode_fast` reads the reports a fleet sends most without the
+splitter and the per-frame draft (the session's fast path).
 """
 
 from __future__ import annotations

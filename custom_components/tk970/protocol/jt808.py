@@ -12,6 +12,11 @@ escapes 7D, taken it literally); it passes those bytes (header, body, checksum) 
 Replies and commands echo the terminal id bytes exactly as the device sent them
 (`Context.jt808_terminal`), because ids are not always BCD and a re-encoded id would address
 nobody. Device times are local (GMT+8 by the standard, §3.10): UTC = local - offset.
+
+Every uplink without a reply of its own gets `0x8001`, unknown ids included (`UNANSWERED` lists
+the exceptions); sub-packaged messages are put back together by `reassembly` (`settle` asks for
+missing fragments and reports the lost). `decode_fast` is the session's fast path: a whole frame
+with a plain header, and the TK-Star 4G report read in one unpack.
 """
 
 from __future__ import annotations

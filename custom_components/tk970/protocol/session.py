@@ -9,6 +9,10 @@ nothing here reads a socket or the time.
     items = session.feed(chunk, now)      # Decoded(message, ack) and Skipped(reason, raw)
     items = session.flush(now)            # the peer went quiet for IDLE_FLUSH_SECONDS
     items = session.close(now)            # the peer closed: an incomplete rest is reported
+
+A read that is exactly one whole frame, which is how trackers send their reports, goes to the
+family's fast decoder (`Family.fast`) first; detection, splitting and the general decoder run
+for anything else. Both give the same items (tests/protocol/test_fastpath.py).
 """
 
 from __future__ import annotations
