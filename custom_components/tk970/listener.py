@@ -449,6 +449,11 @@ class Listener:
         return len(self._udp_peers)
 
     @property
+    def sequence(self) -> int:
+        """The `Link.valid_seq` of the newest valid frame (it only grows)."""
+        return self._seq
+
+    @property
     def max_connections(self) -> int:
         """The connection cap in force (the limit, clamped below the open-files limit)."""
         return self._max_connections
