@@ -76,7 +76,11 @@ MAX_UDP_PEERS = 4_096
 #: lost) and a UDP peer's datagrams are dropped, until the budget has refilled.
 MESSAGE_RATE = 50.0
 MESSAGE_BURST = 1_000.0
-#: A TCP peer held back by its budget for this long without a break is closed as an abuser.
+#: What a read costs beyond its messages: one message's worth per this many bytes, so a peer
+#: streaming bytes that never make a frame spends its budget too (tracker frames are smaller).
+BYTES_PER_MESSAGE = 256
+#: A TCP peer held back by its budget for this long, without once saving up half the burst
+#: again, is closed as an abuser (a day's upload takes minutes; a flood never ends).
 ABUSE_TIMEOUT = 600.0
 #: Bytes read from one TCP connection per event-loop turn: with frames of 15 bytes or more,
 #: a few hundred frames at most, so no connection holds the loop for more than milliseconds.
@@ -122,6 +126,7 @@ class ListenerLimits:
     max_udp_peers: int = MAX_UDP_PEERS
     message_rate: float = MESSAGE_RATE
     message_burst: float = MESSAGE_BURST
+    bytes_per_message: int = BYTES_PER_MESSAGE
     abuse_timeout: float = ABUSE_TIMEOUT
     read_size: int = READ_SIZE
     write_buffer_high: int = WRITE_BUFFER_HIGH
@@ -697,14 +702,18 @@ class Listener:
                 self.limits.message_burst,
             )
 
-    def _charge(self, peer: _Peer, items: list[Item]) -> None:
-        """Spend `peer`'s budget on what one read produced (each message and skip costs one)."""
-        if not items:
+    def _charge(self, peer: _Peer, items: list[Item], nbytes: int) -> None:
+        """Spend `peer`'s budget on one read: a message or skip costs one, so do its bytes."""
+        limits = self.limits
+        cost = max(len(items), nbytes // limits.bytes_per_message)
+        if not cost:
             return
         now = self._loop_time()
-        limits = self.limits
-        tokens = peer.tokens + (now - peer.stamp) * limits.message_rate
-        peer.tokens = min(tokens, limits.message_burst) - len(items)
+        tokens = min(peer.tokens + (now - peer.stamp) * limits.message_rate, limits.message_burst)
+        if peer.connection is not None and tokens >= limits.message_burst / 2:
+            # Half the burst saved up again: whatever held it back (an upload) is over.
+            peer.connection.within_budget()
+        peer.tokens = tokens - cost
         peer.stamp = now
         debt, peer.debt = peer.debt, 0.0
         if peer.tokens < 0 or debt < 0:
@@ -712,8 +721,6 @@ class Listener:
                 self._over_budget(peer, debt, "identity")
             else:
                 self._over_budget(peer, peer.tokens, "connection")
-        elif peer.connection is not None:
-            peer.connection.within_budget()
 
     def _drop_link(self, link: Link, reason: str) -> None:
         """Forget one session's claim; fail the commands sent over it."""
@@ -846,7 +853,7 @@ class Listener:
         self._handle_items(items, peer, now)
         if entry is None and peer.links:
             self._remember_udp(peer)
-        self._charge(peer, items)
+        self._charge(peer, items, len(data))
 
     def _remember_udp(self, peer: _Peer) -> None:
         self._udp_peers[peer.address] = (peer, self._loop_time())
@@ -876,6 +883,13 @@ class Listener:
                     break
                 del self._udp_peers[address]
                 self._drop_peer(peer, "UDP peer forgotten")
+            # Python's sets and dicts keep the room they once grew to (a flood of connections
+            # or identities): copies take only what they hold now.
+            self._connections = set(self._connections)
+            self._identities = dict(self._identities)
+            self._unidentified_by_host = dict(self._unidentified_by_host)
+            self._udp_peers = OrderedDict(self._udp_peers)
+            self._pending = dict(self._pending)
         finally:
             if self._sweeper is not None:
                 self._sweeper.cancel()  # a sweep run by hand must not leave two timers
@@ -1046,6 +1060,8 @@ class _TcpConnection(asyncio.BufferedProtocol):
             return
         if items:
             self._handle(items, now)
+        if not self._closing:
+            listener._charge(self.peer, items, nbytes)  # noqa: SLF001
         if self.session.buffered:
             self._arm_flush()
         elif self._flush_timer is not None:
@@ -1116,7 +1132,7 @@ class _TcpConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def within_budget(self) -> None:
-        """A read left budget over: a throttled stretch (a buffered upload) has ended."""
+        """The budget has refilled: a throttled stretch (a buffered upload) has ended."""
         self._throttled_since = None
 
     def close_for(self, reason: str, why: str) -> None:
@@ -1153,8 +1169,6 @@ class _TcpConnection(asyncio.BufferedProtocol):
                 self.last_frame = listener._loop_time()  # noqa: SLF001 - same module
                 break
         listener._handle_items(items, self.peer, now)  # noqa: SLF001
-        if not self._closing:
-            listener._charge(self.peer, items)  # noqa: SLF001
 
     def _update_reading(self) -> None:
         transport = self.transport
@@ -1211,6 +1225,8 @@ class _TcpConnection(asyncio.BufferedProtocol):
         items = self.session.close(now) if final else self.session.flush(now)
         if items:
             self._handle(items, now)
+            if not self._closing:
+                self.listener._charge(self.peer, items, 0)  # noqa: SLF001
 
 
 class _UdpEndpoint(asyncio.DatagramProtocol):
