@@ -539,7 +539,7 @@ class Listener:
                 continue
             if link is not batch_link:
                 if batch_link is not None:
-                    self._deliver(batch_link, batch)
+                    self._deliver(batch_link, batch, peer)
                 batch_link, batch = link, []
             batch.append(message)
         if acks:
@@ -548,7 +548,7 @@ class Listener:
             peer.send(acks[0] if len(acks) == 1 else b"".join(acks))
             self.stats.replies += len(acks)
         if batch_link is not None:
-            self._deliver(batch_link, batch)
+            self._deliver(batch_link, batch, peer)
 
     def _skipped(self, item: Skipped, peer: _Peer) -> None:
         self.stats.skipped += 1
@@ -564,7 +564,17 @@ class Listener:
             item.raw[:64].hex(),
         )
 
-    def _deliver(self, link: Link, messages: list[Message]) -> None:
+    def _deliver(self, link: Link, messages: list[Message], peer: _Peer) -> None:
+        claimed = self._identities.get(link.identity)
+        if claimed is not None:
+            # The identity's budget, whichever of its sessions spends it; settled together
+            # with the peer's own budget after the read.
+            now = self._loop_time()
+            limits = self.limits
+            tokens = claimed.tokens + (now - claimed.stamp) * limits.message_rate
+            claimed.tokens = min(tokens, limits.message_burst) - len(messages)
+            claimed.stamp = now
+            peer.debt = min(peer.debt, claimed.tokens)
         try:
             self._on_messages(link, messages)
         except Exception:
@@ -590,13 +600,6 @@ class Listener:
             link.valid_seq = self._seq
             if claimed.current is not link:
                 self._talking(identity, claimed, link)
-        # The identity's budget, whichever of its sessions spends it.
-        loop_now = self._loop_time()
-        tokens = claimed.tokens + (loop_now - claimed.stamp) * self.limits.message_rate
-        claimed.tokens = min(tokens, self.limits.message_burst) - 1
-        claimed.stamp = loop_now
-        # Settled with the peer's own budget after the read.
-        peer.debt = min(peer.debt, claimed.tokens)
         if pending := self._pending.get(identity):
             for waiting in list(pending):
                 if waiting.link is link and not waiting.future.done():
@@ -980,7 +983,12 @@ def _udp_sockets(hosts: list[str] | None, port: int, receive_buffer: int) -> lis
 
 
 def _set_receive_buffer(sock: socket.socket, size: int) -> None:
-    """Ask for `size` bytes of receive buffer; past net.core.rmem_max only with privileges."""
+    """Ask for `size` bytes of receive buffer; past net.core.rmem_max only with privileges.
+
+    0 asks for nothing: the kernel's default (net.core.rmem_default) stays.
+    """
+    if size <= 0:
+        return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     # Linux reports twice what was set (the kernel's bookkeeping share included).
