@@ -162,7 +162,7 @@ def main() -> None:
     if args.command == "load":
         load(args.port, args.senders, args.rounds)
         return
-    from custom_components.tk970.listener import UDP_RECEIVE_BUFFER  # noqa: PLC0415
+    from custom_components.tk970.limits import UDP_RECEIVE_BUFFER  # noqa: PLC0415
 
     print(f"{args.senders} senders, {args.rounds} bursts each of one report per sender")
     print("| receive buffer asked | granted by the kernel | reports lost | kernel drops |")

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from custom_components.tk970 import listener as listener_module
+from custom_components.tk970 import limits as limits_module, listener as listener_module
 from custom_components.tk970.listener import Link, Listener, ListenerLimits, NotConnectedError
 from custom_components.tk970.protocol import Command, CommandKind, Message
 from custom_components.tk970.ratelog import MAX_REASONS, RateLimitedLog
@@ -465,7 +465,7 @@ def test_open_files_limit_is_raised_and_the_cap_clamped_below_it() -> None:
     )
     before, soft, hard, in_use, cap, actual = __import__("json").loads(result.stdout)
     assert (before, soft, hard, actual) == (256, 1024, 1024, 1024)
-    assert cap == 1024 - in_use - listener_module.FD_HEADROOM
+    assert cap == 1024 - in_use - limits_module.FD_HEADROOM
     assert cap < soft
 
 

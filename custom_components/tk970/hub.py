@@ -32,7 +32,8 @@ from .const import (
     REDISCOVERY_INTERVAL,
 )
 from .identity import IMEI_LENGTH, identity_matches
-from .listener import LOG_INTERVAL, Link, Listener
+from .limits import LOG_INTERVAL
+from .listener import Link, Listener
 from .protocol import Message, Protocol
 from .ratelog import RateLimitedLog
 
