@@ -243,3 +243,25 @@ async def test_flows_still_starting_count_against_the_cap(
     assert len(flows(hass)) == MAX_PENDING_DISCOVERIES
     for sender in senders:
         sender.close()
+
+
+async def test_diagnostics_show_the_listener_limits_and_resources(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    port: int,
+    devices: list[SimulatedTracker],
+    hass_client: object,
+) -> None:
+    """Diagnostics carry the limits in force, what start found, and the tracker's sessions."""
+    from pytest_homeassistant_custom_component.components.diagnostics import (
+        get_diagnostics_for_config_entry,
+    )
+
+    await connected(devices, port, "gt06")
+    await wait_for(lambda: entry.runtime_data.link is not None)
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    listener = diagnostics["listener"]
+    assert listener["limits"]["identify_timeout"] == 60.0
+    assert listener["resources"]["max_connections"] <= listener["limits"]["max_connections"]
+    assert listener["sessions_for_this_tracker"] == 1
+    assert listener["unidentified_connections"] == 0
