@@ -297,6 +297,7 @@ class Scene:
                 await process.wait()
                 raise
             assert process.returncode == 0, err.decode()
+            memory.now()  # the attack has just ended: what it left is still held
             report: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
             try:
                 await wait_for(settled or self.baseline, within=30)
@@ -332,14 +333,14 @@ class Scene:
 
 
 @pytest.fixture(autouse=True)
-def enable_event_loop_debug(event_loop: asyncio.AbstractEventLoop) -> None:
+async def enable_event_loop_debug() -> None:
     """Measure Home Assistant as it runs: not in asyncio's debug mode.
 
     Replaces the test plugin's fixture of the same name. Debug mode records a traceback for
     every callback and timer scheduled, which under thousands of connections costs more than
     everything measured here.
     """
-    event_loop.set_debug(False)
+    asyncio.get_running_loop().set_debug(False)
 
 
 @pytest.fixture

@@ -264,8 +264,7 @@ class Hub:
         since = self._live_since.get(configured, 0)
         talking = 0
         for identity in live:
-            link = self.listener.link(identity)
-            if link is not None and link.valid_seq > since:
+            if any(link.heard_seq > since for link in self.listener.claims(identity)):
                 talking += 1
         return talking >= 2
 

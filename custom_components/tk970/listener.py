@@ -103,6 +103,8 @@ class Link:
     #: order of this session's newest frame with a valid checksum among all the listener saw
     #: (larger is more recent; 0: none yet). Commands go over the claim with the largest.
     valid_seq: int = 0
+    #: the same for any frame, valid checksum or not (who is talking at all)
+    heard_seq: int = 0
     _peer: _Peer | None = field(default=None, repr=False)
 
     @property
@@ -158,8 +160,8 @@ class _Identity:
     links: list[Link]
     tokens: float
     stamp: float
-    #: the valid_seq count when the newest session claimed it: a session that has sent a
-    #: valid frame since is talking, and two talking sessions are a duplicate
+    #: the frame count when the newest session claimed it: a session that has sent a frame
+    #: since is talking, and two talking sessions are a duplicate
     claim_seq: int = 0
     duplicate: bool = False
 
@@ -360,7 +362,7 @@ class Listener:
 
     @property
     def sequence(self) -> int:
-        """The `Link.valid_seq` of the newest valid frame (it only grows)."""
+        """The `Link.heard_seq` of the newest frame (it only grows)."""
         return self._seq
 
     @property
@@ -500,11 +502,15 @@ class Listener:
             link.last_seen = now
         claimed = self._identities[identity]
         self.stats.messages += 1
+        self._seq += 1
+        link.heard_seq = self._seq
         if message.checksum_ok is not False:
-            self._seq += 1
             link.valid_seq = self._seq
             if claimed.current is not link:
-                self._talking(identity, claimed, link)
+                claimed.current = link
+                self._notify_link(link, connected=True)
+        if len(claimed.links) > 1 and not claimed.duplicate:
+            self._check_duplicate(identity, claimed)
         if pending := self._pending.get(identity):
             for waiting in list(pending):
                 if waiting.link is link and not waiting.future.done():
@@ -571,23 +577,25 @@ class Listener:
             self._notify_duplicate(identity, claimed)
         return link
 
-    def _talking(self, identity: str, claimed: _Identity, link: Link) -> None:
-        """`link` just sent a valid frame and is not the current session: it becomes it."""
-        claimed.current = link
-        if not claimed.duplicate:
-            talking = sum(1 for other in claimed.links if other.valid_seq > claimed.claim_seq)
-            if talking >= 2:
-                claimed.duplicate = True
-                self._log.warning(
-                    "duplicate identity",
-                    "Port %s: two sessions claim tracker %s and both talk (%s): a duplicate "
-                    "tracker ID, or someone sending as this tracker",
-                    self.port,
-                    identity,
-                    ", ".join(f"{other.host} over {other.transport}" for other in claimed.links),
-                )
-                self._notify_duplicate(identity, claimed)
-        self._notify_link(link, connected=True)
+    def _check_duplicate(self, identity: str, claimed: _Identity) -> None:
+        """Two sessions that both sent frames since the newest of them claimed: a duplicate.
+
+        A session that only lingers (a tracker's old connection, closed without a FIN) sends
+        nothing, so a reconnecting tracker is not one.
+        """
+        talking = sum(1 for other in claimed.links if other.heard_seq > claimed.claim_seq)
+        if talking < 2:
+            return
+        claimed.duplicate = True
+        self._log.warning(
+            "duplicate identity",
+            "Port %s: two sessions claim tracker %s and both talk (%s): a duplicate tracker ID, "
+            "or someone sending as this tracker",
+            self.port,
+            identity,
+            ", ".join(f"{other.host} over {other.transport}" for other in claimed.links),
+        )
+        self._notify_duplicate(identity, claimed)
 
     def _over_budget(self, peer: _Peer, tokens: float, which: str) -> None:
         """Hold `peer` back until the budget has refilled a little beyond zero."""
