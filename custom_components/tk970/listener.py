@@ -422,8 +422,12 @@ class Listener:
 
     # -- from the connections ---------------------------------------------------------------
 
-    def _handle_items(self, items: list[Item], peer: _Peer, now: datetime) -> None:
-        """Send replies, deliver messages (grouped per identity), log skips; never raises."""
+    def _handle_items(self, items: list[Item], peer: _Peer, now: datetime, mono: float) -> bool:
+        """Send replies, deliver messages (grouped per identity), log skips; never raises.
+
+        `now` is the clock's time, `mono` the event loop's; True if a frame was decoded.
+        """
+        decoded = False
         acks: list[bytes] = []
         batch: list[Message] = []
         batch_link: Link | None = None
@@ -431,6 +435,7 @@ class Listener:
             if isinstance(item, Skipped):
                 self._skipped(item, peer)
                 continue
+            decoded = True
             message, ack = item
             if ack is not None:
                 acks.append(ack)
@@ -446,7 +451,7 @@ class Listener:
                 continue
             if link is not batch_link:
                 if batch_link is not None:
-                    self._deliver(batch_link, batch, peer)
+                    self._deliver(batch_link, batch, peer, mono)
                 batch_link, batch = link, []
             batch.append(message)
         if acks:
@@ -455,7 +460,8 @@ class Listener:
             peer.send(acks[0] if len(acks) == 1 else b"".join(acks))
             self.stats.replies += len(acks)
         if batch_link is not None:
-            self._deliver(batch_link, batch, peer)
+            self._deliver(batch_link, batch, peer, mono)
+        return decoded
 
     def _skipped(self, item: Skipped, peer: _Peer) -> None:
         self.stats.skipped += 1
@@ -471,16 +477,15 @@ class Listener:
             item.raw[:64].hex(),
         )
 
-    def _deliver(self, link: Link, messages: list[Message], peer: _Peer) -> None:
+    def _deliver(self, link: Link, messages: list[Message], peer: _Peer, mono: float) -> None:
         claimed = self._identities.get(link.identity)
         if claimed is not None:
             # The identity's budget, whichever of its sessions spends it; settled together
             # with the peer's own budget after the read.
-            now = self._loop_time()
             limits = self.limits
-            tokens = claimed.tokens + (now - claimed.stamp) * limits.message_rate
+            tokens = claimed.tokens + (mono - claimed.stamp) * limits.message_rate
             claimed.tokens = min(tokens, limits.message_burst) - len(messages)
-            claimed.stamp = now
+            claimed.stamp = mono
             peer.debt = min(peer.debt, claimed.tokens)
         try:
             self._on_messages(link, messages)
@@ -618,13 +623,12 @@ class Listener:
                 self.limits.message_burst,
             )
 
-    def _charge(self, peer: _Peer, items: list[Item], nbytes: int) -> None:
+    def _charge(self, peer: _Peer, items: list[Item], nbytes: int, now: float) -> None:
         """Spend `peer`'s budget on one read: a message or skip costs one, so do its bytes."""
         limits = self.limits
         cost = max(len(items), nbytes // limits.bytes_per_message)
         if not cost:
             return
-        now = self._loop_time()
         tokens = min(peer.tokens + (now - peer.stamp) * limits.message_rate, limits.message_burst)
         if peer.connection is not None and tokens >= limits.message_burst / 2:
             # Half the burst saved up again: whatever held it back (an upload) is over.
@@ -765,11 +769,12 @@ class Listener:
             peer = _Peer(Session(datagram=True), "udp", addr, send, self.limits.message_burst)
             peer.stamp = self._loop_time()
         now = self._clock()
+        mono = self._loop_time()
         items = peer.session.feed(data, now)
-        self._handle_items(items, peer, now)
+        self._handle_items(items, peer, now, mono)
         if entry is None and peer.links:
             self._remember_udp(peer)
-        self._charge(peer, items, len(data))
+        self._charge(peer, items, len(data), mono)
 
     def _remember_udp(self, peer: _Peer) -> None:
         self._udp_peers[peer.address] = (peer, self._loop_time())
@@ -929,10 +934,11 @@ class _TcpConnection(asyncio.BufferedProtocol):
             )
             self.close_for("decoder error", "its bytes could not be decoded")
             return
-        if items:
-            self._handle(items, now)
+        mono = listener._loop_time()  # noqa: SLF001
+        if items and listener._handle_items(items, self.peer, now, mono):  # noqa: SLF001
+            self.last_frame = mono
         if not self._closing:
-            listener._charge(self.peer, items, nbytes)  # noqa: SLF001
+            listener._charge(self.peer, items, nbytes, mono)  # noqa: SLF001
         if self.session.buffered:
             self._arm_flush()
         elif self._flush_timer is not None:
@@ -1033,14 +1039,6 @@ class _TcpConnection(asyncio.BufferedProtocol):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _handle(self, items: list[Item], now: datetime) -> None:
-        listener = self.listener
-        for item in items:
-            if not isinstance(item, Skipped):
-                self.last_frame = listener._loop_time()  # noqa: SLF001 - same module
-                break
-        listener._handle_items(items, self.peer, now)  # noqa: SLF001
-
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or self._closing or transport.is_closing():
@@ -1095,9 +1093,12 @@ class _TcpConnection(asyncio.BufferedProtocol):
         now = self.listener._clock()  # noqa: SLF001 - same module
         items = self.session.close(now) if final else self.session.flush(now)
         if items:
-            self._handle(items, now)
+            listener = self.listener
+            mono = listener._loop_time()  # noqa: SLF001
+            if listener._handle_items(items, self.peer, now, mono):  # noqa: SLF001
+                self.last_frame = mono
             if not self._closing:
-                self.listener._charge(self.peer, items, 0)  # noqa: SLF001
+                listener._charge(self.peer, items, 0, mono)  # noqa: SLF001
 
 
 class _UdpEndpoint(asyncio.DatagramProtocol):
