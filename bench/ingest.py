@@ -38,8 +38,11 @@ import tempfile
 import time
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Appended, not prepended: a server run for another revision finds that revision's package
+# first, through PYTHONPATH.
+sys.path.append(str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 from simulator import frames  # noqa: E402
 from simulator.__main__ import imeis  # noqa: E402
 from simulator.frames import Fix  # noqa: E402
@@ -91,20 +94,6 @@ class BareServer(asyncio.Protocol):
             self.transport.write(b"".join(acks))
 
 
-def free_port() -> int:
-    """A loopback port free for both TCP and UDP."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-
-
 # -- server process -----------------------------------------------------------------------------
 
 
@@ -141,6 +130,10 @@ async def serve(kind: str) -> None:
         sys.stdout.flush()
 
     loop.add_reader(sys.stdin.fileno(), on_line)
+    if kind != "bare":
+        from custom_components.tk970 import listener as module  # noqa: PLC0415
+
+        sys.stderr.write(f"serving {module.__file__}\n")
     sys.stdout.write(f"ready {port}\n")
     sys.stdout.flush()
     await done.wait()

@@ -30,24 +30,11 @@ import time
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 from simulator import frames  # noqa: E402
 from simulator.frames import Fix  # noqa: E402
 
 FIX = Fix(time=datetime(2026, 11, 24, tzinfo=UTC), latitude=52.52, longitude=13.405)
-
-
-def free_port() -> int:
-    """A loopback port free for both TCP and UDP."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
 
 
 async def serve(receive_buffer: int) -> None:

@@ -61,6 +61,13 @@ async def connected(
     return device
 
 
+def heartbeats(senders: list[socket.socket], port: int, first: int, count: int) -> None:
+    """H02 heartbeats naming `count` made-up IDs from `first` on, spread over `senders`."""
+    for number in range(count):
+        heartbeat = frames.h02_heartbeat(f"{first + number}", 50)
+        senders[number % len(senders)].sendto(heartbeat, ("127.0.0.1", port))
+
+
 def flows(hass: HomeAssistant) -> list[str]:
     """Unique IDs of the discovery flows waiting."""
     return [
@@ -153,9 +160,7 @@ async def test_unknown_trackers_are_offered_only_once_home_assistant_runs(
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
 
     def report_all() -> None:
-        for number in range(MAX_PENDING_DISCOVERIES + 5):
-            heartbeat = frames.h02_heartbeat(f"{4300000000 + number}", 50)
-            senders[number % 4].sendto(heartbeat, ("127.0.0.1", port))
+        heartbeats(senders, port, 4300000000, MAX_PENDING_DISCOVERIES + 5)
 
     listener = hass.data[HUBS][port].listener
     report_all()
@@ -183,9 +188,7 @@ async def test_offer_bookkeeping_and_its_log_are_bounded(
     hub = hass.data[HUBS][port]
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(25)]
     with caplog.at_level(logging.INFO, logger="custom_components.tk970"):
-        for number in range(100):
-            heartbeat = frames.h02_heartbeat(f"{4400000000 + number}", 50)
-            senders[number // 4].sendto(heartbeat, ("127.0.0.1", port))
+        heartbeats(senders, port, 4400000000, 100)
         await wait_for(lambda: hub.listener.stats.messages == 100)
         await hass.async_block_till_done()
     assert len(hub._offered) == 20
@@ -231,9 +234,7 @@ async def test_flows_still_starting_count_against_the_cap(
 
     monkeypatch.setattr(TK970ConfigFlow, "async_step_integration_discovery", slow)
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(5)]
-    for number in range(MAX_PENDING_DISCOVERIES + 8):
-        heartbeat = frames.h02_heartbeat(f"{4500000000 + number}", 50)
-        senders[number % 5].sendto(heartbeat, ("127.0.0.1", port))
+    heartbeats(senders, port, 4500000000, MAX_PENDING_DISCOVERIES + 8)
     listener = hass.data[HUBS][port].listener
     await wait_for(lambda: listener.stats.messages == MAX_PENDING_DISCOVERIES + 8)
     await wait_for(lambda: len(flows(hass)) >= MAX_PENDING_DISCOVERIES)

@@ -23,6 +23,7 @@ from custom_components.tk970.listener import Link, Listener, ListenerLimits, Not
 from custom_components.tk970.protocol import Command, CommandKind, Message
 from custom_components.tk970.ratelog import MAX_REASONS, RateLimitedLog
 from simulator import Fix, SimulatedTracker, frames
+from simulator.hostile import closed_by_server
 
 from .common import IMEI, IMEI_2, free_port, wait_for
 
@@ -84,19 +85,6 @@ async def connect(
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
 
 
-async def closed_by_server(reader: asyncio.StreamReader, within: float = 10.0) -> bool:
-    """Read until the server hangs up (True), or give up after `within` seconds (False)."""
-    try:
-        async with asyncio.timeout(within):
-            while await reader.read(65536):
-                pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
-    return True
-
-
 async def gt06_tracker(port: int, identity: str = IMEI) -> SimulatedTracker:
     """A logged-in GT06 tracker (its login names it at once)."""
     device = SimulatedTracker(identity, protocol="gt06", port=port)
@@ -120,8 +108,8 @@ async def test_unidentified_connections_are_closed_after_the_identify_limit(star
     babbler_reader, babbler = await connect(listener.port)
     babbler.write(b"GET / HTTP/1.1\r\n")  # bytes, but no frame that names a device
     device = await gt06_tracker(listener.port)
-    assert await closed_by_server(silent_reader)
-    assert await closed_by_server(babbler_reader)
+    assert await closed_by_server(silent_reader, 10)
+    assert await closed_by_server(babbler_reader, 10)
     assert listener.connection_count == 1
     assert listener.unidentified_count == 0
     assert listener.stats.closed["did not identify"] == 2
@@ -136,10 +124,10 @@ async def test_unidentified_connections_are_capped_per_address_and_in_all(start)
     """A stranger's silent sockets are capped per address; other addresses still get in."""
     listener, _ = await start(max_unidentified_per_host=3, max_unidentified=5)
     held = [await connect(listener.port, "127.0.0.2") for _ in range(4)]
-    assert await closed_by_server(held[3][0])  # the fourth from that address
+    assert await closed_by_server(held[3][0], 10)  # the fourth from that address
     await wait_for(lambda: listener.unidentified_count == 3)
     others = [await connect(listener.port, f"127.0.0.{n}") for n in (3, 3, 4)]
-    assert await closed_by_server(others[2][0])  # five unidentified in all: the sixth is refused
+    assert await closed_by_server(others[2][0], 10)  # five unidentified in all: sixth refused
     assert listener.stats.closed == {
         "unidentified connections per address": 1,
         "unidentified connection limit": 1,
@@ -164,7 +152,7 @@ async def test_identity_flood_over_one_connection_closes_it(start) -> None:
     listener, recorder = await start(max_identities_per_peer=4)
     reader, writer = await connect(listener.port)
     writer.write(b"".join(frames.h02_heartbeat(f"41{n:08d}", 50) for n in range(1000)))
-    assert await closed_by_server(reader)
+    assert await closed_by_server(reader, 10)
     await wait_for(lambda: not listener.links)
     assert {identity for identity, connected, _ in recorder.links if connected} == {
         f"41{n:08d}" for n in range(4)
