@@ -58,6 +58,10 @@ WRITE_BUFFER_HIGH = 16 * 1024
 WRITE_BUFFER_LOW = 4 * 1024
 WRITE_BUFFER_MAX = 64 * 1024
 WRITE_STALL_TIMEOUT = 60.0
+#: The kernel's send buffer per TCP connection (it doubles this): replies to a tracker are tens
+#: of bytes, so this only bounds what the kernel holds for a peer that does not read, and lets
+#: the limits above notice it soon.
+TCP_SEND_BUFFER = 16 * 1024
 #: A TCP connection without a decoded frame this long is closed: trackers send a heartbeat every
 #: few minutes, so this clears half-open connections and peers trickling bytes of no frame.
 TCP_IDLE_TIMEOUT = 30 * 60.0
@@ -95,6 +99,7 @@ class ListenerLimits:
     write_buffer_low: int = WRITE_BUFFER_LOW
     write_buffer_max: int = WRITE_BUFFER_MAX
     write_stall_timeout: float = WRITE_STALL_TIMEOUT
+    tcp_send_buffer: int = TCP_SEND_BUFFER
     tcp_idle_timeout: float = TCP_IDLE_TIMEOUT
     udp_peer_timeout: float = UDP_PEER_TIMEOUT
     udp_receive_buffer: int = UDP_RECEIVE_BUFFER

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 import errno
@@ -916,6 +917,10 @@ class _TcpConnection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(
             high=limits.write_buffer_high, low=limits.write_buffer_low
         )
+        sock = transport.get_extra_info("socket")
+        if sock is not None and limits.tcp_send_buffer > 0:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.tcp_send_buffer)
         self._identify_timer = loop.call_later(limits.identify_timeout, self._identify_expired)
         _LOGGER.debug("Port %s: connection from %s", listener.port, address)
 
