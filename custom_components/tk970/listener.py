@@ -604,9 +604,14 @@ class Listener:
         self._notify_duplicate(identity, claimed)
 
     def _over_budget(self, peer: _Peer, tokens: float, which: str) -> None:
-        """Hold `peer` back until the budget has refilled a little beyond zero."""
-        rate = self.limits.message_rate
-        delay = (min(self.limits.message_burst, rate) - tokens) / rate
+        """Hold `peer` back until the budget has refilled a little beyond zero.
+
+        A second's worth (at most a quarter of the burst): well below the half burst that
+        ends a throttled stretch, so a peer that keeps sending stays in one stretch.
+        """
+        limits = self.limits
+        rate = limits.message_rate
+        delay = (min(limits.message_burst / 4, rate) - tokens) / rate
         self.stats.throttled += 1
         if peer.connection is not None:
             peer.connection.throttle(delay)
@@ -621,7 +626,7 @@ class Listener:
                 delay,
                 which,
                 rate,
-                self.limits.message_burst,
+                limits.message_burst,
             )
 
     def _charge(self, peer: _Peer, items: list[Item], nbytes: int, now: float) -> None:
