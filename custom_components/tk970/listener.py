@@ -442,10 +442,13 @@ class Listener:
                 acks.append(ack)
             try:
                 link = self._accept(message, peer, now)
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged, rate-limited
                 # A command matcher's bug must not close the connection.
-                _LOGGER.exception(
-                    "Port %s: error handling a message from %s", self.port, peer.address
+                self._log.exception(
+                    "error handling a message",
+                    "Port %s: error handling a message from %s",
+                    self.port,
+                    peer.address,
                 )
                 continue
             if link is None:
@@ -490,9 +493,14 @@ class Listener:
             peer.debt = min(peer.debt, claimed.tokens)
         try:
             self._on_messages(link, messages)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged, rate-limited
             # A consumer's bug must not close the connection.
-            _LOGGER.exception("Port %s: error handling messages from %s", self.port, link.address)
+            self._log.exception(
+                "error handling messages",
+                "Port %s: error handling messages from %s",
+                self.port,
+                link.address,
+            )
 
     def _accept(self, message: Message, peer: _Peer, now: datetime) -> Link | None:
         """Keep the identity's claims current, settle commands; the link to deliver to."""
@@ -701,15 +709,23 @@ class Listener:
         if self._on_link is not None:
             try:
                 self._on_link(link, connected)
-            except Exception:
-                _LOGGER.exception("Port %s: error handling a link change", self.port)
+            except Exception:  # noqa: BLE001 - logged, rate-limited
+                self._log.exception(
+                    "error handling a link change",
+                    "Port %s: error handling a link change",
+                    self.port,
+                )
 
     def _notify_duplicate(self, identity: str, claimed: _Identity) -> None:
         if self._on_duplicate is not None:
             try:
                 self._on_duplicate(identity, list(claimed.links))
-            except Exception:
-                _LOGGER.exception("Port %s: error handling a duplicate identity", self.port)
+            except Exception:  # noqa: BLE001 - logged, rate-limited
+                self._log.exception(
+                    "error handling a duplicate",
+                    "Port %s: error handling a duplicate identity",
+                    self.port,
+                )
 
     # -- TCP bookkeeping --------------------------------------------------------------------
 
@@ -938,10 +954,11 @@ class _TcpConnection(asyncio.BufferedProtocol):
         now = listener._clock()  # noqa: SLF001
         try:
             items = self.session.feed(data, now)
-        except Exception:  # a decoder bug must not escape into asyncio
-            _LOGGER.exception(
-                "Port %s: error decoding bytes from %s", listener.port, self.peer.host
-            )
+        except Exception:  # noqa: BLE001 - a decoder bug must not escape into asyncio
+            listener._log.exception(  # noqa: SLF001
+                "error decoding", "Port %s: error decoding bytes from %s", listener.port,
+                self.peer.host,
+            )  # fmt: skip
             self.close_for("decoder error", "its bytes could not be decoded")
             return
         mono = listener._loop_time()  # noqa: SLF001

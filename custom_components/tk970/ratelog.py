@@ -26,7 +26,7 @@ class RateLimitedLog:
         #: reason -> (when its last line was written, lines held back since)
         self._last: dict[str, tuple[float, int]] = {}
 
-    def log(self, level: int, reason: str, msg: str, *args: object) -> bool:
+    def log(self, level: int, reason: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """Log `msg % args` unless `reason` was logged within the interval; True if written."""
         now = time.monotonic()
         entry = self._last.get(reason)
@@ -43,7 +43,7 @@ class RateLimitedLog:
             if held:
                 msg = f"{msg} ({held} similar lines held back in the last {now - last:.0f} s)"
         self._last[reason] = (now, 0)
-        self._logger.log(level, msg, *args)
+        self._logger.log(level, msg, *args, exc_info=exc_info)
         return True
 
     def warning(self, reason: str, msg: str, *args: object) -> bool:
@@ -53,6 +53,11 @@ class RateLimitedLog:
     def info(self, reason: str, msg: str, *args: object) -> bool:
         """`log` at INFO."""
         return self.log(logging.INFO, reason, msg, *args)
+
+    def exception(self, reason: str, msg: str, *args: object) -> bool:
+        """`log` at ERROR with the exception being handled (a bug of ours, met again and again
+        by whatever a peer keeps sending)."""
+        return self.log(logging.ERROR, reason, msg, *args, exc_info=True)
 
     def _prune(self, now: float) -> None:
         """Forget reasons whose interval is over (their next line starts a new count)."""
