@@ -476,7 +476,8 @@ async def test_start_logs_the_figures_once(caplog: pytest.LogCaptureFixture) -> 
 
 def test_rate_limited_log_counts_and_bounds(caplog: pytest.LogCaptureFixture) -> None:
     """One line per reason per interval, the held-back count on the next; reasons bounded."""
-    limited = RateLimitedLog(logging.getLogger("tk970.test"), interval=0.2)
+    now = [1000.0]
+    limited = RateLimitedLog(logging.getLogger("tk970.test"), 300.0, clock=lambda: now[0])
     with caplog.at_level(logging.INFO, logger="tk970.test"):
         for _ in range(50):
             limited.warning("junk", "junk from %s", "a")
@@ -487,12 +488,14 @@ def test_rate_limited_log_counts_and_bounds(caplog: pytest.LogCaptureFixture) ->
     # The table is full at MAX_REASONS reasons ("junk" is one); later ones share one line.
     assert len(lines) == MAX_REASONS + 1
     caplog.clear()
-    import time
-
-    time.sleep(0.25)
+    now[0] += 301
     with caplog.at_level(logging.INFO, logger="tk970.test"):
         limited.warning("junk", "junk from %s", "b")
-    assert caplog.records[0].getMessage().startswith("junk from b (49 similar lines held back")
+        limited.info("a new reason", "room again")  # expired reasons made room
+    assert [record.getMessage() for record in caplog.records] == [
+        "junk from b (49 similar lines held back in the last 301 s)",
+        "room again",
+    ]
 
 
 async def test_bad_bytes_from_many_peers_log_one_line_per_reason(

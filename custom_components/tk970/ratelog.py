@@ -8,6 +8,7 @@ too: once it is full, new reasons share one line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import logging
 import time
 
@@ -19,16 +20,22 @@ _OTHER = "other reasons"
 class RateLimitedLog:
     """One line per reason per `interval` seconds, the held-back count on the next one."""
 
-    def __init__(self, logger: logging.Logger, interval: float) -> None:
-        """Log to `logger` at most once per reason per `interval` seconds."""
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Log to `logger` at most once per reason per `interval` seconds of `clock`."""
         self._logger = logger
         self._interval = interval
+        self._clock = clock
         #: reason -> (when its last line was written, lines held back since)
         self._last: dict[str, tuple[float, int]] = {}
 
     def log(self, level: int, reason: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """Log `msg % args` unless `reason` was logged within the interval; True if written."""
-        now = time.monotonic()
+        now = self._clock()
         entry = self._last.get(reason)
         if entry is None and len(self._last) >= MAX_REASONS:
             self._prune(now)
