@@ -10,7 +10,10 @@ import sys
 sys.modules["homeassistant"] = None  # any import of Home Assistant now fails
 import custom_components.tk970
 import custom_components.tk970.const
+import custom_components.tk970.identity
+import custom_components.tk970.limits
 import custom_components.tk970.listener
+import custom_components.tk970.ratelog
 import custom_components.tk970.protocol
 import custom_components.tk970.protocol.__main__
 loaded = sorted(name for name in sys.modules if name.startswith("homeassistant."))
