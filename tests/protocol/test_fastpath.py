@@ -118,9 +118,9 @@ def test_the_fast_path_is_taken() -> None:
         _took_fast_path(v.raw, Protocol[v.family.upper()])
         for family in ("gt06", "jt808")
         for v in load(family)
-        if v.uplink and v.raw[:1] in (b"\x78", b"\x7e")
+        if v.uplink and v.raw[:1] in (b"\x78", b"\x79", b"\x7e")
     )
-    assert taken > 150, "most captured frames are whole, well-formed frames"
+    assert taken >= 240, "most captured frames are whole frames (247 of 297 when written)"
 
 
 # ---------------------------------------------------------------------------------------------
