@@ -29,6 +29,7 @@ from .const import (
     MAX_PENDING_DISCOVERIES,
     REDISCOVERY_INTERVAL,
 )
+from .identity import identity_matches
 from .listener import Link, Listener
 from .protocol import Message, Protocol
 
@@ -37,23 +38,6 @@ if TYPE_CHECKING:
 
 HUBS: HassKey[dict[int, Hub]] = HassKey(f"{DOMAIN}_hubs")
 _LOCK: HassKey[asyncio.Lock] = HassKey(f"{DOMAIN}_hubs_lock")
-
-
-def identity_matches(reported: str, protocol: Protocol | None, configured: str) -> bool:
-    """Tell whether a reported identity is the configured tracker (interfaces.md §3).
-
-    Digits equal once leading zeros are stripped; or, for a JT808 terminal id of 12 digits or
-    fewer (devices often put the IMEI's last 11 digits there, zero-padded), the last 11 digits
-    of both are equal.
-    """
-    if reported.lstrip("0") == configured.lstrip("0"):
-        return True
-    return (
-        protocol is Protocol.JT808
-        and 11 <= len(reported) <= 12
-        and len(configured) == 15  # an IMEI
-        and reported[-11:] == configured[-11:]
-    )
 
 
 _PORT_ISSUE_PREFIX = "port_unavailable_"

@@ -168,10 +168,11 @@ class Listener:
         self,
         port: int,
         *,
-        on_messages: Callable[[Link, list[Message]], None],
+        on_messages: Callable[[Link, list[Message]], bool | None],
         on_link: Callable[[Link, bool], None] | None = None,
         hosts: Iterable[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        hold_acks: bool = False,
     ) -> None:
         """Configure the listener; nothing is bound until `start`.
 
@@ -180,6 +181,12 @@ class Listener:
         buffered upload of many records is applied as one update. `on_link(link, connected)` is
         told when an identity gains a link, and when it loses it. `hosts`
         restricts the addresses bound (default: all interfaces, IPv4 and IPv6).
+
+        `hold_acks` (the MQTT gateway): the replies to the messages of one `on_messages` call
+        are sent only after it returned anything but False, so a device's report is
+        acknowledged only once the consumer took it; a consumer that cannot (its buffer is
+        full) returns False, and the device keeps the report and sends it again. Replies to
+        frames that carry no identity yet are sent at once either way.
         """
         self.port = port
         self.stats = ListenerStats()
@@ -187,6 +194,7 @@ class Listener:
         self._on_link = on_link
         self._hosts = list(hosts) if hosts is not None else None
         self._clock = clock
+        self._hold_acks = hold_acks
         self._log = _RateLimitedLog(LOG_INTERVAL)
         self._server: asyncio.Server | None = None
         self._udp: list[asyncio.DatagramTransport] = []
@@ -316,6 +324,7 @@ class Listener:
         """Send replies, deliver messages (grouped per identity), log skips; never raises."""
         batch: list[Message] = []
         batch_link: Link | None = None
+        held: list[bytes] = []  #: replies waiting for the consumer (hold_acks)
         for item in items:
             if isinstance(item, Skipped):
                 self.stats.skipped += 1
@@ -344,27 +353,34 @@ class Listener:
                 continue
             if link is not batch_link:
                 if batch_link is not None:
-                    self._deliver(batch_link, batch)
-                batch_link, batch = link, []
+                    self._deliver(batch_link, batch, held, peer)
+                batch_link, batch, held = link, [], []
             batch.append(item.message)
+            if self._hold_acks and item.ack is not None:
+                held.append(item.ack)
         if batch_link is not None:
-            self._deliver(batch_link, batch)
+            self._deliver(batch_link, batch, held, peer)
 
-    def _deliver(self, link: Link, messages: list[Message]) -> None:
+    def _deliver(self, link: Link, messages: list[Message], held: list[bytes], peer: _Peer) -> None:
         try:
-            self._on_messages(link, messages)
+            accepted = self._on_messages(link, messages) is not False
         except Exception:
             # A consumer's bug must not close the connection.
             _LOGGER.exception("Port %s: error handling messages from %s", self.port, link.address)
+            accepted = False
+        if accepted:
+            for ack in held:
+                peer.send(ack)
+                self.stats.replies += 1
 
     def _accept(self, item: Decoded, peer: _Peer) -> Link | None:
         """Reply, keep the identity's link current, settle commands; the link to deliver to."""
-        if item.ack is not None:
-            peer.send(item.ack)
-            self.stats.replies += 1
         message = item.message
         session = peer.session
         identity = message.device_id or session.device_id
+        if item.ack is not None and not (self._hold_acks and identity):
+            peer.send(item.ack)
+            self.stats.replies += 1
         if not identity:
             return None  # a GT06 frame before its login: answered, but nobody to give it to
         self.stats.messages += 1
