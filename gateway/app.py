@@ -286,6 +286,8 @@ class Gateway:
             return
         since = self._clock()
         self._claims[tid] = _Claim(link, since)
+        if tracker.protocol is None:
+            tracker.protocol = link.protocol  # the model string in the first discovery
         self.broker.subscribe(self._tracker_subscriptions(tracker))
         self._put(self._discovery(tracker))
         self._put(Publication(self.topics.availability(tid), b"online", retain=True))
