@@ -27,8 +27,7 @@ import pytest
 from gateway.app import Gateway, Settings
 from gateway.broker import BrokerSettings
 from gateway.topics import Topics
-
-from ..common import free_port, wait_for
+from tests.common import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

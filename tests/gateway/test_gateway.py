@@ -18,9 +18,8 @@ import voluptuous as vol
 from gateway.app import Gateway
 from gateway.discovery import RELAY_OUTCOMES
 from simulator import SimulatedTracker
-
-from ..common import IMEI, IMEI_2, IMEI_UNKNOWN, wait_for
-from .conftest import Mosquitto, Observer
+from tests.common import IMEI, IMEI_2, IMEI_UNKNOWN, wait_for
+from tests.gateway.conftest import Mosquitto, Observer
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -43,8 +42,8 @@ def validate_discovery(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if hasattr(schemas, "validate_device_discovery_components"):  # newer releases
         schemas.validate_device_discovery_components(payload)
     out = {}
-    for component_id, config in payload["components"].items():
-        config = dict(config)
+    for component_id, component in payload["components"].items():
+        config = dict(component)
         platform = config.pop("platform")
         config["device"] = payload["device"]
         config["origin"] = payload["origin"]
@@ -251,7 +250,7 @@ async def test_full_buffer_refuses_reports(
         await observer.wait(STATE)
         await broker.stop()
         await wait_for(lambda: not gateway.broker.connected, within=30)
-        for step in range(1, 4):
+        for _ in range(3):
             before = len(tracker.received)
             await tracker.report()
             await tracker.wait_for(lambda d: d.detail == "8001", start=before)
