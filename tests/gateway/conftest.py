@@ -73,9 +73,13 @@ class Mosquitto:
     async def start(self) -> None:
         """Start the broker and wait until it accepts connections."""
         environment = dict(os.environ)
-        local_lib = ROOT / ".mosquitto" / "usr" / "lib" / "x86_64-linux-gnu"
-        if local_lib.is_dir():
-            environment["LD_LIBRARY_PATH"] = str(local_lib)
+        unpacked = [
+            str(folder)
+            for base in (ROOT / ".mosquitto" / "lib", ROOT / ".mosquitto" / "usr" / "lib")
+            for folder in base.glob("*-linux-gnu")
+        ]
+        if unpacked:  # scripts/setup unpacked the package without root
+            environment["LD_LIBRARY_PATH"] = ":".join(unpacked)
         self.process = subprocess.Popen(  # noqa: ASYNC220 - a long-running child, not waited on
             [mosquitto_binary(), "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
