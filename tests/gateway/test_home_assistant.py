@@ -65,8 +65,12 @@ async def test_home_assistant_sees_the_tracker(
         assert state.state == "not_home"
         assert state.name == "Van"
 
-        device = dr.async_get(hass).async_get_device(identifiers={("mqtt", f"tk970_{IMEI}")})
-        assert device is not None
+        # Looked up in a way every supported release allows (2026 deprecated async_get_device).
+        device = next(
+            d
+            for d in dr.async_get(hass).devices.values()
+            if ("mqtt", f"tk970_{IMEI}") in d.identifiers
+        )
         assert device.manufacturer == "TK-Star"
         assert device.model == "TK970 (GT06)"
         assert device.serial_number == IMEI
