@@ -27,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Publications in flight at once (sent, PUBACK not yet received): enough to keep a loopback or
 #: LAN broker busy, few enough that a broken connection resends little.
-WINDOW = 256
+WINDOW = 2048
 #: How long a publish may wait for its PUBACK before the connection is considered broken.
 PUBLISH_TIMEOUT = 30.0
 
@@ -196,6 +196,8 @@ class Broker:
             max_inflight_messages=WINDOW,
             timeout=PUBLISH_TIMEOUT,
         )
+        # aiomqtt warns from 10 unconfirmed publications on; a window of them is the design.
+        client.pending_calls_threshold = 2 * WINDOW
         async with client:
             if self._failures:
                 _LOGGER.warning("MQTT broker %s:%s reachable again", settings.host, settings.port)

@@ -68,7 +68,7 @@ async def test_home_assistant_sees_the_tracker(
         # Looked up in a way every supported release allows (2026 deprecated async_get_device).
         device = next(
             d
-            for d in dr.async_get(hass).devices.values()
+            for d in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
             if ("mqtt", f"tk970_{IMEI}") in d.identifiers
         )
         assert device.manufacturer == "TK-Star"
