@@ -10,10 +10,13 @@ In one run, on one broker, each in its own process (the load generator in anothe
 
 Each tracker is a TCP connection sending JT808 location reports in a closed loop: the next one
 as soon as the previous one was acknowledged (the gateway acknowledges a report only once it
-took it for publishing). Reports/s is counted twice: acknowledged at the trackers, and received
-by an MQTT subscriber on the state topics (what reached Home Assistant's side of the broker).
+took it for publishing). Reports/s is counted twice: acknowledged at the trackers, and
+published (publications the broker confirmed, from the gateways' own counters, read on their
+stats topics): the second is the throughput, the first also fills the buffer.
 Memory per tracker is the growth of the gateway process's resident set from idle to all
-trackers connected and reporting, divided by their number. Figures are printed as ratios to the
+trackers connected, each having sent one report (so the gateway holds its session, its state
+and its discovery), divided by their number; RSS after the closed loop is shown too (it holds
+what the buffer grew to under saturation). Figures are printed as ratios to the
 listener alone, measured in the same run.
 """
 
@@ -26,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 import json
 import os
 from pathlib import Path
+import random
 import resource
 import sys
 import tempfile
@@ -43,7 +47,9 @@ from simulator.__main__ import imeis  # noqa: E402
 FIRST_IMEI = "359586015800000"
 #: After the window the trackers stay connected this long: the gateway publishes what it buffered,
 #: then its memory is read with every tracker connected and nothing in flight.
-HOLD_SECONDS = 8.0
+HOLD_SECONDS = 15.0
+#: Every tracker connected and known to the gateway, nothing else happening: memory is read.
+CONNECTED_SECONDS = 4.0
 
 
 def _lift_limits() -> None:
@@ -83,6 +89,7 @@ async def _serve_gateway(port: int, broker_port: int, instance: str) -> None:
             "--accept-all",
             "--instance", instance,
             "--max-trackers", "20000",
+            "--stats-interval", "0.5",
         ]
     )  # fmt: skip
     gateway = Gateway(settings_from(args))
@@ -103,7 +110,12 @@ def serve(role: str, port: int, broker_port: int, instance: str) -> None:
 
 
 async def _tracker(
-    port: int, terminal: str, start: asyncio.Event, stop: asyncio.Event, counts: list[int]
+    port: int,
+    terminal: str,
+    start: asyncio.Event,
+    stop: asyncio.Event,
+    counts: list[int],
+    interval: float,
 ) -> None:
     fix = frames.Fix(time=datetime.now(UTC), latitude=52.52, longitude=13.405, speed_kmh=30.0)
     report = frames.jt808_location(terminal, 1, fix, timedelta(hours=8))
@@ -115,9 +127,21 @@ async def _tracker(
             await asyncio.sleep(0.2)
     else:
         return
-    await start.wait()
     try:
+        writer.write(report)  # one report: the gateway now holds this tracker
+        flags = 0
+        while flags < 2:
+            data = await reader.read(256)
+            if not data:
+                return
+            flags += data.count(0x7E)
+        counts[1] += 1
+        await start.wait()
+        loop = asyncio.get_running_loop()
+        if interval:
+            await asyncio.sleep(random.uniform(0, interval))
         while not stop.is_set():
+            sent = loop.time()
             writer.write(report)
             flags = 0
             while flags < 2:  # one acknowledgement: 7E ... 7E
@@ -126,6 +150,8 @@ async def _tracker(
                     return
                 flags += data.count(0x7E)
             counts[0] += 1
+            if interval:
+                await asyncio.sleep(max(0.0, interval - (loop.time() - sent)))
         await asyncio.sleep(HOLD_SECONDS)
     except (ConnectionError, OSError):
         return
@@ -133,17 +159,24 @@ async def _tracker(
         writer.close()
 
 
-async def _load(ports: list[int], count: int, warmup: float, seconds: float) -> dict[str, float]:
+async def _load(
+    ports: list[int], count: int, warmup: float, seconds: float, interval: float
+) -> dict[str, float]:
     start, stop = asyncio.Event(), asyncio.Event()
-    counts = [0]
+    counts = [0, 0]  # reports acknowledged in the closed loop, trackers connected
     terminals = [imei[-11:].rjust(12, "0") for imei in imeis(FIRST_IMEI, count)]
     tasks = []
     for index, terminal in enumerate(terminals):
         port = ports[index % len(ports)]
-        tasks.append(asyncio.create_task(_tracker(port, terminal, start, stop, counts)))
+        tasks.append(asyncio.create_task(_tracker(port, terminal, start, stop, counts, interval)))
         if index % 200 == 199:
             await asyncio.sleep(0.05)  # a connection storm is another test (listener hardening)
-    await asyncio.sleep(1.0)
+    for _ in range(600):
+        if counts[1] >= count:
+            break
+        await asyncio.sleep(0.1)
+    print(json.dumps({"connected": counts[1]}), flush=True)
+    await asyncio.sleep(CONNECTED_SECONDS)  # the benchmark reads the memory now
     start.set()
     await asyncio.sleep(warmup)
     begin_count, begin = counts[0], time.perf_counter()
@@ -159,13 +192,23 @@ async def _load(ports: list[int], count: int, warmup: float, seconds: float) -> 
     return {"acked_per_s": acked / elapsed}
 
 
-def load(ports: list[int], count: int, warmup: float, seconds: float) -> None:
-    """Drive `count` trackers against `ports` (round robin) and print the acknowledged rate."""
+def load(ports: list[int], count: int, warmup: float, seconds: float, interval: float) -> None:
+    """Drive `count` trackers against `ports` (round robin) and print the acknowledged rate.
+
+    `interval` 0: closed loop (the next report as soon as the last one was acknowledged);
+    otherwise each tracker reports every `interval` seconds, as real ones do.
+    """
     _lift_limits()
-    asyncio.run(_load(ports, count, warmup, seconds))
+    asyncio.run(_load(ports, count, warmup, seconds, interval))
 
 
 # -- the benchmark --------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (from /proc: holds on a loaded machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kib(pid: int) -> int:
@@ -191,21 +234,32 @@ async def _wait_port(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-class StateCounter:
-    """Counts state publications arriving at the broker's other side."""
+class StatsReader:
+    """Reads the gateways' own counters: publications the broker confirmed, reports buffered."""
 
     def __init__(self, broker_port: int) -> None:
         self.port = broker_port
-        self.count = 0
+        self.stats: dict[str, dict[str, int]] = {}
         self.ready = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
+    @property
+    def published(self) -> int:
+        """Publications confirmed by the broker, all instances."""
+        return sum(s.get("published", 0) for s in self.stats.values())
+
+    @property
+    def buffered(self) -> int:
+        """Reports waiting to be published, all instances."""
+        return sum(s.get("buffered", 0) for s in self.stats.values())
+
     async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, identifier="bench-counter") as client:
-            await client.subscribe("tk970/+/state", qos=0)
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier="bench-stats") as client:
+            await client.subscribe("tk970/_gateway/+/stats", qos=0)
             self.ready.set()
-            async for _ in client.messages:
-                self.count += 1
+            async for message in client.messages:
+                if isinstance(message.payload, bytes):
+                    self.stats[str(message.topic)] = json.loads(message.payload)
 
     async def close(self) -> None:
         """Stop counting."""
@@ -215,7 +269,13 @@ class StateCounter:
 
 
 async def _phase(
-    label: str, role: str, count: int, instances: int, broker: Any, args: argparse.Namespace
+    label: str,
+    role: str,
+    count: int,
+    instances: int,
+    interval: float,
+    broker: Any,
+    args: argparse.Namespace,
 ) -> dict[str, float | str | int]:
     from tests.common import free_port  # noqa: PLC0415 - the children need none of this
 
@@ -224,23 +284,36 @@ async def _phase(
         await _child("--serve", role, str(port), str(broker.port), f"bench{index}")
         for index, port in enumerate(ports)
     ]
-    counter = StateCounter(broker.port)
+    counter = StatsReader(broker.port)
     try:
         for port in ports:
             await _wait_port(port)
         await counter.ready.wait()
         await asyncio.sleep(1.0)
         idle = sum(_rss_kib(server.pid) for server in servers)
+        seconds = args.paced_seconds if interval else args.seconds
         generator = await _child(
-            "--load", ",".join(map(str, ports)), str(count), str(args.warmup), str(args.seconds)
+            "--load",
+            ",".join(map(str, ports)),
+            str(count),
+            str(interval or args.warmup),
+            str(seconds),
+            str(interval),
         )
         assert generator.stdout is not None
+        connected = json.loads(await generator.stdout.readline())["connected"]
+        await asyncio.sleep(CONNECTED_SECONDS / 2)
+        held = sum(_rss_kib(server.pid) for server in servers)
         line = json.loads(await generator.stdout.readline())
         assert line["window"] == "start"
-        begin_count, begin = counter.count, time.perf_counter()
+        begin_count, begin = counter.published, time.perf_counter()
+        cpu_begin = sum(_cpu_seconds(server.pid) for server in servers)
         line = json.loads(await generator.stdout.readline())
-        published = (counter.count - begin_count) / (time.perf_counter() - begin)
-        await asyncio.sleep(HOLD_SECONDS / 2)
+        elapsed = time.perf_counter() - begin
+        cpu = (sum(_cpu_seconds(server.pid) for server in servers) - cpu_begin) / elapsed
+        published = (counter.published - begin_count) / elapsed
+        await asyncio.sleep(1.0)
+        buffered = counter.buffered  # reports still waiting when the window closed
         busy = sum(_rss_kib(server.pid) for server in servers)
         await generator.wait()
     finally:
@@ -253,12 +326,17 @@ async def _phase(
         "trackers": count,
         "acked_per_s": line["acked_per_s"],
         "published_per_s": published if role == "gateway" else 0.0,
-        "kib_per_tracker": (busy - idle) / count,
+        "interval": interval,
+        "cpu": cpu,
+        "connected": connected,
+        "kib_per_tracker": (held - idle) / connected,
         "rss_mib": busy / 1024,
+        "buffered": buffered,
     }
     print(
         f"  {label:<34} {result['acked_per_s']:>9.0f} acked/s  {published:>9.0f} published/s  "
-        f"{result['kib_per_tracker']:>6.1f} KiB/tracker  RSS {result['rss_mib']:.0f} MiB",
+        f"{result['kib_per_tracker']:>6.1f} KiB/tracker  RSS {result['rss_mib']:.0f} MiB  "
+        f"CPU {cpu:.0%}  ({buffered} still buffered)",
         flush=True,
     )
     return result
@@ -274,31 +352,41 @@ async def bench(args: argparse.Namespace) -> None:
         await broker.start()
         try:
             results = []
-            for count in counts:
-                for label, role, instances in (
-                    ("listener alone", "listener", 1),
-                    ("gateway, 1 instance", "gateway", 1),
-                    ("gateway, 2 instances", "gateway", 2),
-                ):
-                    phase = f"{label}, {count}"
-                    results.append(await _phase(phase, role, count, instances, broker, args))
+            for interval in (0.0, args.interval):
+                for count in counts:
+                    for label, role, instances in (
+                        ("listener alone", "listener", 1),
+                        ("gateway, 1 instance", "gateway", 1),
+                        ("gateway, 2 instances", "gateway", 2),
+                    ):
+                        pace = f"every {interval:g} s" if interval else "closed loop"
+                        phase = f"{label}, {count}, {pace}"
+                        results.append(
+                            await _phase(phase, role, count, instances, interval, broker, args)
+                        )
         finally:
             await broker.stop()
     print(
-        "\n| phase | trackers | reports/s acknowledged | reports/s at the broker "
-        "| vs listener alone | KiB per tracker |"
+        "\n| phase | trackers | load | reports/s acknowledged | reports/s published "
+        "| throughput vs listener alone | CPU (% of a core) | CPU per report vs listener alone "
+        "| KiB per tracker |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    baseline: dict[int, float] = {}
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    baseline: dict[tuple[int, float], dict[str, float | str | int]] = {}
     for result in results:
-        trackers = int(result["trackers"])
-        acked = float(result["acked_per_s"])
+        key = (int(result["trackers"]), float(result["interval"]))
         if str(result["label"]).startswith("listener"):
-            baseline[trackers] = acked
-        ratio = float(result["published_per_s"] or acked) / baseline[trackers]
+            baseline[key] = result
+        base = baseline[key]
+        acked, published = float(result["acked_per_s"]), float(result["published_per_s"])
+        rate = published if str(result["label"]).startswith("gateway") else acked
+        per_report = float(result["cpu"]) / max(rate, 1e-9)
+        base_per_report = float(base["cpu"]) / max(float(base["acked_per_s"]), 1e-9)
+        name = str(result["label"]).rsplit(", ", 2)[0]
         print(
-            f"| {str(result['label']).rsplit(',', 1)[0]} | {trackers} | {acked:.0f} | "
-            f"{float(result['published_per_s']):.0f} | {ratio:.2f}x | "
+            f"| {name} | {key[0]} | {str(result['label']).rsplit(', ', 1)[1]} | {acked:.0f} | "
+            f"{published:.0f} | {rate / float(base['acked_per_s']):.2f}x | "
+            f"{float(result['cpu']):.0%} | {per_report / base_per_report:.1f}x | "
             f"{float(result['kib_per_tracker']):.1f} |"
         )
 
@@ -310,13 +398,23 @@ def main() -> None:
         serve(role, int(port), int(broker_port), instance)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        ports, count, warmup, seconds = sys.argv[2:6]
-        load([int(p) for p in ports.split(",")], int(count), float(warmup), float(seconds))
+        ports, count, warmup, seconds, interval = sys.argv[2:7]
+        load(
+            [int(p) for p in ports.split(",")],
+            int(count),
+            float(warmup),
+            float(seconds),
+            float(interval),
+        )
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--counts", default="1000,5000", help="connected trackers per phase")
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="report interval of the paced phases, s"
+    )
+    parser.add_argument("--paced-seconds", type=float, default=20.0, help="paced window, s")
     args = parser.parse_args()
     os.nice(0)
     asyncio.run(bench(args))

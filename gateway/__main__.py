@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--relay-password", default=os.environ.get("TK970_RELAY_PASSWORD", "123456")
     )
+    parser.add_argument(
+        "--stats-interval",
+        type=float,
+        default=60.0,
+        help="seconds between the instance's counters (its gateway device in Home Assistant)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -173,6 +179,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         relay_max_speed=args.relay_max_speed,
         relay_dialect=RelayDialect(args.relay_dialect) if args.relay_dialect else None,
         relay_password=args.relay_password,
+        stats_interval=args.stats_interval,
     )
 
 

@@ -371,7 +371,9 @@ class Gateway:
             "published": self.outbox.stats.published,
             "messages": self.listener.stats.messages,
         }
-        self._put(Publication(self.topics.stats, _json(stats), retain=True))
+        # Ahead of any backlog: counters read late are wrong counters.
+        self.outbox.put_first([Publication(self.topics.stats, _json(stats), retain=True)])
+        self.broker.wake()
         if reschedule:
             self._stats_timer = asyncio.get_running_loop().call_later(
                 self.settings.stats_interval, self._publish_stats
@@ -397,8 +399,11 @@ class Gateway:
                 self._spawn(self._relay(tid, payload))
         elif leaf == "owner":
             self._owner_claimed(tid, payload)
-        elif leaf == "state" and retained:
-            self._seed(tid, payload)
+        elif leaf == "state":
+            # A retained copy is the state published before (here or elsewhere). Our own
+            # publication echoed back means none came first: the broker sends retained
+            # messages when it subscribes us, before anything we publish after that.
+            self._seed(tid, payload if retained else None)
 
     def _owner_claimed(self, tid: str, payload: bytes) -> None:
         claim = self._claims.get(tid)
@@ -416,13 +421,13 @@ class Gateway:
             _LOGGER.info("Tracker %s is now held by gateway %s", tid, instance)
             self._release(tid)
 
-    def _seed(self, tid: str, payload: bytes) -> None:
+    def _seed(self, tid: str, payload: bytes | None) -> None:
         tracker = self.trackers.get(tid)
         if tracker is None or tracker.seeded:
             return
         self.broker.unsubscribe([self.topics.state(tid)])
         try:
-            saved = json.loads(payload)
+            saved = json.loads(payload) if payload else None
         except ValueError:
             saved = None
         if not isinstance(saved, dict):

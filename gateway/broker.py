@@ -25,9 +25,11 @@ from .outbox import Outbox, Publication
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Publications in flight at once (sent, PUBACK not yet received): enough to keep a loopback or
-#: LAN broker busy, few enough that a broken connection resends little.
-WINDOW = 2048
+#: Publications in flight at once (sent, PUBACK not yet received). Wide enough to keep the broker
+#: busy while the event loop also serves thousands of trackers (a round trip takes a few loop
+#: turns), narrow because aiomqtt and paho spend time linear in the window on every publish
+#: (bench/gateway.py: 128 beat both 32 and 512).
+WINDOW = 128
 #: How long a publish may wait for its PUBACK before the connection is considered broken.
 PUBLISH_TIMEOUT = 30.0
 
@@ -271,7 +273,10 @@ class Broker:
             self._broken.set()
             return
         self.outbox.confirmed(publication)
-        self._wake.set()  # room in the window
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.discard(task)  # room in the window now, not after the done callbacks
+        self._wake.set()
 
     async def stop(self, last: list[Publication]) -> None:
         """Publish `last` (the instance going offline) if connected, then disconnect."""

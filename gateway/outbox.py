@@ -79,6 +79,8 @@ class Outbox:
 
     def put_first(self, publications: list[Publication]) -> None:
         """Queue control messages ahead of everything not yet sent (a fresh connection)."""
+        if not self.connected:
+            return
         for publication in reversed(publications):
             self._queue.insert(self._sent, publication)
 
