@@ -120,6 +120,8 @@ class Gateway:
         )
         self.trackers: dict[str, Tracker] = {}
         self._claims: dict[str, _Claim] = {}
+        #: trackers another instance claimed since: this one publishes nothing more for them
+        self._moved: set[str] = set()
         self._routes: dict[str, str | None] = {}
         self._unknown: set[str] = set()
         self._hold_timers: dict[str, asyncio.TimerHandle] = {}
@@ -218,6 +220,9 @@ class Gateway:
             return False
         oldest = min(idle, key=lambda t: t.last_seen or datetime.min.replace(tzinfo=UTC))
         del self.trackers[oldest.identity]
+        self._moved.discard(oldest.identity)
+        if (timer := self._hold_timers.pop(oldest.identity, None)) is not None:
+            timer.cancel()
         return True
 
     # -- from the listener --------------------------------------------------------------------
@@ -270,7 +275,7 @@ class Gateway:
 
     def _position_resolved(self, tracker: Tracker) -> None:
         """The fallback positioning moved a tracker (after its report was handled)."""
-        if self.trackers.get(tracker.identity) is tracker:
+        if tracker.identity not in self._moved and self.trackers.get(tracker.identity) is tracker:
             self._put_state(tracker)
 
     # -- holding trackers ---------------------------------------------------------------------
@@ -286,6 +291,7 @@ class Gateway:
             return
         since = self._clock()
         self._claims[tid] = _Claim(link, since)
+        self._moved.discard(tid)
         if tracker.protocol is None:
             tracker.protocol = link.protocol  # the model string in the first discovery
         self.broker.subscribe(self._tracker_subscriptions(tracker))
@@ -420,6 +426,7 @@ class Gateway:
         if (since, instance) > (claim.since, self.topics.instance):
             _LOGGER.info("Tracker %s is now held by gateway %s", tid, instance)
             self._release(tid)
+            self._moved.add(tid)
 
     def _seed(self, tid: str, payload: bytes | None) -> None:
         tracker = self.trackers.get(tid)
@@ -523,7 +530,10 @@ class Gateway:
 
     def _hold_expired(self, tracker: Tracker) -> None:
         self._hold_timers.pop(tracker.identity, None)
-        if self.trackers.get(tracker.identity) is not tracker:
+        if (
+            self.trackers.get(tracker.identity) is not tracker
+            or tracker.identity not in self._claims
+        ):
             return
         if tracker.expire(self._clock()):
             self._put_state(tracker)

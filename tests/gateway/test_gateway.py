@@ -9,6 +9,7 @@ them and its commands following it.
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 import importlib
 from typing import Any
 
@@ -386,3 +387,15 @@ def test_validate_discovery_catches_errors() -> None:
     broken["components"]["sos"]["value_template"] = "{{ value_json.sos "
     with pytest.raises(vol.Invalid):
         validate_discovery(broken)
+
+
+async def test_alarm_hold_expires_after_disconnect(gateways: Any, observer: Observer) -> None:
+    """SOS stays on for the hold time, also when the tracker hangs up right after raising it."""
+    gateway = await gateways(allow={IMEI: None}, alarm_hold=timedelta(seconds=1))
+    tracker = await connected_tracker(gateway, protocol="h02")
+    try:
+        await tracker.sos()
+        await observer.wait(STATE, lambda m: m.json()["sos"] is True)
+    finally:
+        await tracker.close()
+    await observer.wait(STATE, lambda m: m.json()["sos"] is False and m is observer.on(STATE)[-1])
