@@ -530,11 +530,8 @@ class Gateway:
 
     def _hold_expired(self, tracker: Tracker) -> None:
         self._hold_timers.pop(tracker.identity, None)
-        if (
-            self.trackers.get(tracker.identity) is not tracker
-            or tracker.identity not in self._claims
-        ):
-            return
+        if self.trackers.get(tracker.identity) is not tracker or tracker.identity in self._moved:
+            return  # forgotten, or another instance holds it now and expires its alarms
         if tracker.expire(self._clock()):
             self._put_state(tracker)
         self._arm_hold(tracker)
