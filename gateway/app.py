@@ -49,8 +49,9 @@ from .tracker import Tracker
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Unknown identities remembered (each is logged once): bounded against made-up identities.
-MAX_UNKNOWN_LOGGED = 4096
+#: Unknown identities logged one by one at warning level; a flood of made-up identities beyond
+#: this is logged at debug level (after one line saying so).
+MAX_UNKNOWN_LOGGED = 100
 
 
 @dataclass(slots=True)
@@ -191,8 +192,13 @@ class Gateway:
             self._routes.clear()  # bounded under a flood of made-up identities
         self._routes[reported] = tid
         if tid is None and reported not in self._unknown:
-            if len(self._unknown) < MAX_UNKNOWN_LOGGED:
-                self._unknown.add(reported)
+            self._log_unknown(reported, link)
+        return tid
+
+    def _log_unknown(self, reported: str, link: Link) -> None:
+        """Log each unknown identity once; past a bound, one line says the rest are not."""
+        self._unknown.add(reported)
+        if len(self._unknown) <= MAX_UNKNOWN_LOGGED:
             _LOGGER.warning(
                 "Tracker %s (%s) from %s is not allowed: not published (add --allow %s)",
                 reported,
@@ -200,7 +206,15 @@ class Gateway:
                 link.host,
                 reported,
             )
-        return tid
+        elif len(self._unknown) == MAX_UNKNOWN_LOGGED + 1:
+            _LOGGER.warning(
+                "More than %d unknown trackers: further ones are logged at debug level only",
+                MAX_UNKNOWN_LOGGED,
+            )
+        else:
+            _LOGGER.debug("Tracker %s from %s is not allowed", reported, link.host)
+        if len(self._unknown) > 4 * self.settings.max_trackers:
+            self._unknown.clear()  # bounded; a flood then logs one more summary line
 
     def _tracker(self, tid: str) -> Tracker | None:
         tracker = self.trackers.get(tid)

@@ -9,7 +9,7 @@ them and its commands following it.
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 import importlib
 from typing import Any
 
@@ -399,3 +399,25 @@ async def test_alarm_hold_expires_after_disconnect(gateways: Any, observer: Obse
     finally:
         await tracker.close()
     await observer.wait(STATE, lambda m: m.json()["sos"] is False and m is observer.on(STATE)[-1])
+
+
+def test_unknown_identities_flood_is_logged_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """Each unknown identity is logged once; a flood of them does not flood the log."""
+    from custom_components.tk970.listener import Link
+    from custom_components.tk970.protocol import Protocol, Session
+    from gateway.app import MAX_UNKNOWN_LOGGED, Gateway, Settings
+    from gateway.broker import BrokerSettings
+
+    gateway = Gateway(Settings(mqtt=BrokerSettings("127.0.0.1"), allow={IMEI: None}))
+    now = datetime.now(UTC)
+
+    def link(identity: str) -> Link:
+        return Link(identity, Protocol.GT06, "tcp", ("192.0.2.1", 1), Session(), print, now, now)
+
+    for number in range(MAX_UNKNOWN_LOGGED + 50):
+        assert gateway._route(link(f"86{number:013d}")) is None
+        assert gateway._route(link(f"86{number:013d}")) is None
+    assert gateway._route(link(IMEI)) == IMEI
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == MAX_UNKNOWN_LOGGED + 1
+    assert "further ones" in warnings[-1].message
