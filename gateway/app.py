@@ -248,7 +248,9 @@ class Gateway:
         claim = self._claims.get(tid)
         if connected:
             self._claim(tid, link)
-        elif claim is not None and claim.link is link:
+        elif claim is not None and claim.link.identity == link.identity:
+            # The listener says this only when the identity has no session left (a new session
+            # of the same tracker is announced with `connected` True, never by dropping the old).
             self._release(tid)
             self._put(Publication(self.topics.availability(tid), b"offline", retain=True))
 
