@@ -26,8 +26,6 @@ from gateway.topics import Topics
 from tests.common import free_port, wait_for
 from tests.gateway.mosquitto import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
 async def broker(tmp_path: Path, socket_enabled: None) -> AsyncIterator[Mosquitto]:
