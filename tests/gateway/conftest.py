@@ -56,10 +56,11 @@ class Observer:
     reconnecting after a broker restart are queued for it by the broker, not lost.
     """
 
-    def __init__(self, port: int, filters: list[str], name: str = "observer") -> None:
+    def __init__(self, port: int, filters: list[str], name: str = "observer", **login: Any) -> None:
         self.port = port
         self.filters = filters
         self.name = name
+        self.login = login  # username, password, tls_context for aiomqtt
         self.received: list[Received] = []
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -74,7 +75,7 @@ class Observer:
         while True:
             try:
                 async with aiomqtt.Client(
-                    "127.0.0.1", self.port, identifier=self.name, clean_session=False
+                    "127.0.0.1", self.port, identifier=self.name, clean_session=False, **self.login
                 ) as client:
                     self._client = client
                     await client.subscribe([(topic, 1) for topic in self.filters])

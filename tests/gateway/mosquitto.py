@@ -8,9 +8,12 @@ and persistent sessions across a restart, as a production broker keeps them.
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass, field
+import hashlib
 import os
 from pathlib import Path
+import secrets
 import shutil
 import socket
 import subprocess
@@ -32,6 +35,13 @@ def mosquitto_binary() -> str:
     raise FileNotFoundError("mosquitto is not installed: run scripts/setup (it installs it)")
 
 
+def _hashed(password: str) -> str:
+    """A password as mosquitto 2's password file keeps it (PBKDF2-SHA512, `$7$`)."""
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
 @dataclass
 class Mosquitto:
     """One broker process on 127.0.0.1."""
@@ -39,13 +49,17 @@ class Mosquitto:
     folder: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: TLS on the listener: (certificate chain, key) files
+    tls: tuple[Path, Path] | None = None
+    #: users and passwords; anonymous clients are refused when given
+    users: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         """Write the throw-away configuration."""
         self.folder.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {self.folder}/",
             "log_dest stderr",
@@ -55,6 +69,14 @@ class Mosquitto:
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # keep root: the folder belongs to root
+        if self.tls is not None:
+            lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
+        if self.users:
+            passwords = self.folder / "passwords"
+            passwords.write_text(
+                "".join(f"{user}:{_hashed(secret)}\n" for user, secret in self.users.items())
+            )
+            lines.append(f"password_file {passwords}")
         self.config = self.folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 
