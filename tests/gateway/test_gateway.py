@@ -219,6 +219,7 @@ async def test_broker_restart_loses_no_acknowledged_report(
     try:
         await tracker.report(latitude=10.0, longitude=10.0)
         await observer.wait(STATE, lambda m: m.json().get("latitude") == 10.0)
+        await wait_for(lambda: gateway.outbox.reports == 0)  # confirmed: nothing carried over
         await broker.stop()
         await wait_for(lambda: not gateway.broker.connected, within=30)
         acked = []
@@ -249,6 +250,7 @@ async def test_full_buffer_refuses_reports(
     try:
         await tracker.report()
         await observer.wait(STATE)
+        await wait_for(lambda: gateway.outbox.reports == 0)  # confirmed: nothing carried over
         await broker.stop()
         await wait_for(lambda: not gateway.broker.connected, within=30)
         for _ in range(3):
