@@ -59,6 +59,7 @@ from .protocol import (
     RelayDialect,
 )
 from .protocol.commands import DEFAULT_DYD_PASSWORD
+from .tracking import PROTOCOL_NAMES, gnss_accuracy
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -71,14 +72,6 @@ STATE_ALARMS = (Alarm.SOS, Alarm.VIBRATION)
 STORAGE_VERSION = 1
 #: Saving is debounced: a tracker reporting every 10 s must not write the disk every 10 s.
 SAVE_DELAY = 30.0
-
-PROTOCOL_NAMES = {
-    Protocol.JT808: "JT/T 808",
-    Protocol.GT06: "GT06",
-    Protocol.H02: "H02",
-    Protocol.GPS103: "GPS103",
-    Protocol.WATCH: "Watch",
-}
 
 
 @dataclass(slots=True)
@@ -219,20 +212,6 @@ def _device_time(message: Message, now: datetime) -> datetime:
         # Whole seconds, as device clocks have: a report in the same second is not "older".
         return now.replace(microsecond=0)
     return when
-
-
-def gnss_accuracy(message: Message) -> int:
-    """A GNSS accuracy estimate in metres: from HDOP when sent, else from the satellite count."""
-    if message.hdop is not None and message.hdop > 0:
-        return max(5, round(message.hdop * 5))
-    satellites = message.satellites
-    if satellites is None:
-        return 25
-    if satellites >= 8:
-        return 10
-    if satellites >= 5:
-        return 20
-    return 50
 
 
 class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
