@@ -16,6 +16,7 @@ import custom_components.tk970.listener
 import custom_components.tk970.ratelog
 import custom_components.tk970.protocol
 import custom_components.tk970.protocol.__main__
+import custom_components.tk970.positioning
 import gateway.__main__, gateway.app, gateway.broker, gateway.discovery, gateway.outbox
 import gateway.positioning, gateway.topics, gateway.tracker
 loaded = sorted(name for name in sys.modules if name.startswith("homeassistant."))
