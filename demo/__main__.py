@@ -3,7 +3,10 @@
 Starts Home Assistant from a throw-away configuration folder, completes onboarding over its own
 HTTP API (user `demo`), adds one tracker through the integration's config flow, then drives a
 simulated tracker around a loop in Berlin. Press `s` in the terminal (or the dashboard's SOS
-button) for an SOS; the dashboard's relay switch cuts and restores the simulated engine.
+button) for an SOS; the dashboard's relay switch cuts and restores the simulated engine. The
+dashboard also shows the road the simulated car is on (`sensor.demo_car_road`): open sky,
+no GPS among the trees, or a tunnel, where the integration places it from the cells it
+learned on the open road (fallback positioning).
 Ctrl-C or SIGTERM stops Home Assistant and the simulator and removes the folder.
 
     python -m demo [--protocol gt06] [--keep]
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 import contextlib
 import json
 import logging
@@ -145,6 +149,43 @@ async def add_tracker(session: aiohttp.ClientSession, token: str, protocol: str)
     _LOGGER.info('Added the %s tracker %s ("Demo car")', protocol, IMEI)
 
 
+#: What the dashboard says about the simulated car's road, by the simulator's stretch names.
+ROADS = {
+    "gnss": "Open sky (GPS)",
+    "lbs": "Among the trees (no GPS)",
+    "tunnel": "Tunnel (no GPS, no Wi-Fi)",
+    "offline": "Deep in the tunnel (no network)",
+}
+
+
+def announce_roads(
+    session: aiohttp.ClientSession, token: str, tasks: set[asyncio.Task[None]]
+) -> Callable[[str], None]:
+    """A callback that shows the simulated car's road as `sensor.demo_car_road` in HA."""
+
+    async def _post(stretch: str) -> None:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            await session.post(
+                f"{HA_URL}/api/states/sensor.demo_car_road",
+                json={
+                    "state": ROADS.get(stretch, stretch),
+                    "attributes": {
+                        "friendly_name": "Simulated car's road",
+                        "icon": "mdi:tunnel" if stretch in ("tunnel", "offline") else "mdi:road",
+                    },
+                },
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=_PROBE,
+            )
+
+    def _announce(stretch: str) -> None:
+        task = asyncio.get_running_loop().create_task(_post(stretch))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return _announce
+
+
 async def watch_sos_button(session: aiohttp.ClientSession, token: str, drive: Drive) -> None:
     """Press the simulated SOS when the dashboard's `input_button.demo_sos` is pressed."""
     async with session.ws_connect(f"{HA_URL}/api/websocket") as socket:
@@ -196,6 +237,7 @@ async def run(args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tasks: list[asyncio.Task[None]] = []
+    announcing: set[asyncio.Task[None]] = set()
     try:
         async with aiohttp.ClientSession() as session:
             await wait_until_up(session, process)
@@ -211,7 +253,12 @@ async def run(args: argparse.Namespace) -> None:
             )
             await add_tracker(session, access, args.protocol)
             tracker = SimulatedTracker(IMEI, protocol=args.protocol, port=TRACKER_PORT)
-            drive = Drive(tracker, Route(BUILTIN_LOOP, args.speed), interval=args.interval)
+            drive = Drive(
+                tracker,
+                Route(BUILTIN_LOOP, args.speed),
+                interval=args.interval,
+                on_stretch=announce_roads(session, str(token), announcing),
+            )
             tasks = [
                 asyncio.create_task(drive.run()),
                 asyncio.create_task(watch_sos_button(session, str(token), drive)),

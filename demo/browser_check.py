@@ -5,8 +5,10 @@
 Starts `scripts/demo`, waits for its ready banner, opens the Home Assistant frontend in headless
 Chromium (Debian's `chromium`, driven by Playwright), logs in as the demo user, opens the TK970
 dashboard and the map, checks that the tracker's marker and the relay switch are there, presses
-the dashboard's SOS button and waits for the SOS sensor, and saves screenshots. Exit status 0
-only when every check passed. The demo is stopped at the end in every case.
+the dashboard's SOS button and waits for the SOS sensor, waits for the car to drive without GPS
+(among the trees, then in the tunnel) and be placed from the cells it learned, and saves
+screenshots. Exit status 0 only when every check passed. The demo is stopped at the end in
+every case.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ CHROMIUM_ARGS = [
 READY_TIMEOUT = 600.0
 #: The demo route stops at least every seven minutes.
 STOP_WAIT_MS = 480_000
+#: Two loops of the demo route at the check's speed, with its stops (a place without GPS is
+#: placed from learned cells only where those cells were learned, and differently each loop).
+LOOP_WAIT_S = 900.0
 
 
 def start_demo() -> tuple[subprocess.Popen[str], dict[str, str], float]:
@@ -117,12 +122,37 @@ def check(page: Page, base: str, shots: Path) -> list[str]:
     found.append("SOS pressed on the dashboard: the SOS sensor turned on")
     page.screenshot(path=str(shots / "dashboard-sos.png"), full_page=True)
 
+    for road, shot in (
+        ("Among the trees", "dashboard-lbs.png"),
+        ("Tunnel", "dashboard-tunnel.png"),
+    ):
+        shown = wait_for_learned_position(page, road)
+        page.wait_for_timeout(1500)  # the map moves the marker and its accuracy circle
+        page.screenshot(path=str(shots / shot), full_page=True)
+        found.append(f"no GPS ({road.lower()}): placed from learned cells: {shown}")
+
     page.goto(f"{base}/map")
     expect(page.locator("ha-entity-marker").first).to_be_visible(timeout=60_000)
     page.wait_for_timeout(3000)
     page.screenshot(path=str(shots / "map.png"))
     found.append("map panel: tracker marker")
     return found
+
+
+def wait_for_learned_position(page: Page, road: str) -> str:
+    """Wait until the simulated car is on `road` and the tracker shows a learned position."""
+    rows = page.locator("hui-sensor-entity-row")
+    # Text filters look into the rows' shadow DOM (inner_text does not).
+    on_road = rows.filter(has_text="Simulated car's road").filter(has_text=road)
+    learned = rows.filter(has_text="Position source").filter(has_text="(learned)")
+    expect(rows.filter(has_text="Position source")).to_be_visible(timeout=60_000)
+    deadline = time.monotonic() + LOOP_WAIT_S
+    while time.monotonic() < deadline:
+        if on_road.count() and learned.count():
+            source = learned.first.text_content() or ""
+            return " ".join(source.split()) or "(learned)"
+        page.wait_for_timeout(500)
+    raise AssertionError(f"no learned position shown on the road '{road}' within two loops")
 
 
 def main() -> None:

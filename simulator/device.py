@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import logging
 import re
 
-from . import frames
+from . import frames, radio
 from .frames import Fix
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class SimulatedTracker:
     received: list[Downlink] = field(default_factory=list)
     #: the simulated engine: True while the relay cuts it
     relay: bool = False
+    #: report the cells and access points of the simulated radio world (`radio.py`)
+    radio: bool = True
 
     def __post_init__(self) -> None:
         """Prepare the connection state."""
@@ -155,16 +157,40 @@ class SimulatedTracker:
         await self.send(data)
 
     async def report(self, **changes: object) -> None:
-        """Move (or change status) and send a location report."""
+        """Move (or change status) and send a location report.
+
+        The cells and access points are those of the new position unless given.
+        """
         if changes:
+            changes.setdefault("cells", None)
+            changes.setdefault("wifi", None)
             self.fix = replace(self.fix, **changes)  # type: ignore[arg-type]
         await self.send(self.location_frame(self._current()))
+
+    async def report_without_fix(
+        self, latitude: float, longitude: float, *, wifi: bool = True
+    ) -> None:
+        """Report from (latitude, longitude) without a GNSS fix: only what the radio sees.
+
+        The report carries the cells (and, with `wifi`, the access points) of that place; its
+        coordinates are the last fix's, as devices send them (JT808), or absent (GT06 0x28).
+        The tracker's own fix is left as it was.
+        """
+        fix = replace(
+            self._current(),
+            valid=False,
+            cells=tuple(radio.cells_at(latitude, longitude)),
+            wifi=tuple(radio.access_points_at(latitude, longitude)) if wifi else (),
+        )
+        await self.send(self.location_frame(fix))
 
     def location_frame(self, fix: Fix) -> bytes:
         """The bytes of a location report for `fix`."""
         if self.protocol == "jt808":
             return frames.jt808_location(self.terminal, self._next_serial(), fix, self.jt808_offset)
         if self.protocol == "gt06":
+            if not fix.valid and fix.cells:
+                return frames.gt06_lbs(fix, self._next_serial())
             return frames.gt06_location(fix, self._next_serial())
         if self.protocol == "h02":
             return frames.h02_position(self.identity, fix)
@@ -209,7 +235,17 @@ class SimulatedTracker:
             await self.send(self.location_frame(fix))
 
     def _current(self) -> Fix:
-        return replace(self.fix, time=self.clock(), relay=self.relay)
+        return self.with_radio(replace(self.fix, time=self.clock(), relay=self.relay))
+
+    def with_radio(self, fix: Fix) -> Fix:
+        """`fix` with the cells and access points of its position filled in where unset."""
+        if not self.radio:
+            return replace(fix, cells=fix.cells or (), wifi=fix.wifi or ())
+        if fix.cells is None:
+            fix = replace(fix, cells=tuple(radio.cells_at(fix.latitude, fix.longitude)))
+        if fix.wifi is None:
+            fix = replace(fix, wifi=tuple(radio.access_points_at(fix.latitude, fix.longitude)))
+        return fix
 
     # -- what the server says ---------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from functools import reduce
 from operator import xor
 
+from .radio import SimAccessPoint, SimCell
+
 _REFLECT = bytes(int(f"{value:08b}"[::-1], 2) for value in range(256))
 
 
@@ -43,6 +45,10 @@ class Fix:
     vibration: bool = False
     #: total distance the device has counted, sent where the protocol has a field for it
     odometer_km: float | None = None
+    #: the cells the tracker sees, serving first, and the Wi-Fi access points in reach (None:
+    #: the tracker fills in what the radio world has at the fix's position)
+    cells: tuple[SimCell, ...] | None = None
+    wifi: tuple[SimAccessPoint, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,14 +116,43 @@ def _jt808_location_body(fix: Fix, utc_offset: timedelta) -> bytes:
         + round(fix.course).to_bytes(2, "big")
         + bcd
     )
-    battery = (3).to_bytes(2, "big") + (0x00A8).to_bytes(2, "big") + bytes([fix.battery_percent])
+    bsj = _bsj_record(0x00A8, bytes([fix.battery_percent]))
+    if fix.cells:  # TK-Star 4G: the serving cell, then up to five access points (BSJ 0xEB)
+        cell = fix.cells[0]
+        bsj += _bsj_record(
+            0x00D8,
+            cell.mcc.to_bytes(2, "big")
+            + bytes([cell.mnc])
+            + cell.lac.to_bytes(2, "big")
+            + cell.cid.to_bytes(4, "big"),
+        )
+    if fix.wifi:
+        points = fix.wifi[:5]
+        text = ",".join(f"{ap.mac},{ap.rssi}" for ap in points)
+        bsj += _bsj_record(0x00B9, bytes([len(points)]) + text.encode("ascii"))
     extras = (
         b"\x30\x01\x1c"  # network signal CSQ 28
-        b"\x31\x01" + bytes([fix.satellites]) + b"\xeb" + bytes([len(battery)]) + battery
+        b"\x31\x01" + bytes([fix.satellites]) + b"\xeb" + bytes([len(bsj)]) + bsj
     )
     if fix.odometer_km is not None:  # item 0x01: mileage DWORD in 0.1 km
         extras = b"\x01\x04" + round(fix.odometer_km * 10).to_bytes(4, "big") + extras
+    if fix.cells and len(fix.cells) > 1:
+        # Every cell in view, serving first (vendor item 0xF0: MCC, MNC, CID, LAC, -dBm).
+        cells = b"".join(
+            cell.mcc.to_bytes(2, "big")
+            + cell.mnc.to_bytes(2, "big")
+            + cell.cid.to_bytes(4, "big")
+            + cell.lac.to_bytes(4, "big")
+            + bytes([-cell.rssi])
+            for cell in fix.cells[:8]
+        )
+        extras += b"\xf0" + bytes([len(cells)]) + cells
     return basic + extras
+
+
+def _bsj_record(kind: int, data: bytes) -> bytes:
+    """One `0xEB` sub-record: length (counting the type word), type, data."""
+    return (len(data) + 2).to_bytes(2, "big") + kind.to_bytes(2, "big") + data
 
 
 def jt808_location(
@@ -206,13 +241,57 @@ def _gt06_gps(fix: Fix) -> bytes:
     )
 
 
-_GT06_CELL = (262).to_bytes(2, "big") + b"\x01" + (0x1234).to_bytes(2, "big") + b"\x00\x56\x78"
+_GT06_NO_CELL = (262).to_bytes(2, "big") + b"\x01" + (0x1234).to_bytes(2, "big") + b"\x00\x56\x78"
+
+
+def _gt06_serving_cell(fix: Fix) -> bytes:
+    """MCC, MNC, LAC, 3-byte cell id of the serving cell (a fixed one when none is set)."""
+    if not fix.cells:
+        return _GT06_NO_CELL
+    cell = fix.cells[0]
+    return (
+        cell.mcc.to_bytes(2, "big")
+        + bytes([cell.mnc])
+        + cell.lac.to_bytes(2, "big")
+        + cell.cid.to_bytes(3, "big")
+    )
 
 
 def gt06_location(fix: Fix, serial: int) -> bytes:
     """0x22 GPS + LBS location (UTC), live upload."""
-    content = _gt06_gps(fix) + _GT06_CELL + bytes([1 if fix.ignition else 0, 0, 0])
+    content = _gt06_gps(fix) + _gt06_serving_cell(fix) + bytes([1 if fix.ignition else 0, 0, 0])
     return gt06_frame(0x22, content, serial)
+
+
+def gt06_lbs(fix: Fix, serial: int) -> bytes:
+    """0x28 (cells only) or 0x2C (cells and Wi-Fi): what a GT06 sends without a fix (§5.6).
+
+    UTC time, MCC, MNC, seven (LAC, cell id, RSSI) slots with the serving cell first (empty
+    slots are zero), timing advance; 0x2C adds a counted (MAC, RSSI) list. RSSI bytes are
+    minus dBm, as Concox firmware writes them.
+    """
+    time = fix.time.astimezone(UTC)
+    content = bytes([time.year - 2000, time.month, time.day, time.hour, time.minute, time.second])
+    cells = fix.cells or ()
+    serving = cells[0] if cells else None
+    content += (serving.mcc if serving else 0).to_bytes(2, "big")
+    content += bytes([serving.mnc if serving else 0])
+    for slot in range(7):
+        if slot < len(cells):
+            cell = cells[slot]
+            content += (
+                cell.lac.to_bytes(2, "big") + cell.cid.to_bytes(3, "big") + bytes([-cell.rssi])
+            )
+        else:
+            content += bytes(6)
+    content += b"\x00"  # timing advance
+    if not fix.wifi:
+        return gt06_frame(0x28, content + b"\x00\x02", serial)
+    listed = fix.wifi[:8]
+    content += bytes([len(listed)])
+    for access_point in listed:
+        content += bytes.fromhex(access_point.mac.replace(":", "")) + bytes([-access_point.rssi])
+    return gt06_frame(0x2C, content, serial)
 
 
 def gt06_alarm(fix: Fix, alarm_code: int, serial: int) -> bytes:
@@ -221,7 +300,7 @@ def gt06_alarm(fix: Fix, alarm_code: int, serial: int) -> bytes:
     content = (
         _gt06_gps(fix)
         + b"\x09"
-        + _GT06_CELL
+        + _gt06_serving_cell(fix)
         + bytes([_gt06_terminal_info(fix), voltage, 4, alarm_code, 0x02])
     )
     return gt06_frame(0x26, content, serial)

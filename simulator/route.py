@@ -3,9 +3,10 @@
 A `Route` is a closed loop of waypoints (built in, or read from a GPX file). `Drive` moves a
 `SimulatedTracker` along it in simulated real time: it reports every `interval` seconds, stops
 at marked waypoints (so a relay cut below 20 km/h can be shown), loses GNSS on some stretches
-(the report then has no valid fix), and drives through "tunnels" where it cannot reach the
-server at all and uploads the buffered fixes when it comes out. While the relay is cut the
-engine is off and the vehicle stands still.
+(the report then has no valid fix, only the cells and access points around: `radio.py`), and
+drives through "tunnels": no GNSS and no Wi-Fi inside, only cells, and in the middle third
+no network at all, so those reports are buffered and uploaded when it comes out. While the
+relay is cut the engine is off and the vehicle stands still.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from pathlib import Path
 import xml.etree.ElementTree as ET
 
+from . import radio
 from .device import SimulatedTracker
 from .frames import Fix
 
@@ -36,22 +38,24 @@ class Waypoint:
     latitude: float
     longitude: float
     stop: float = 0.0
-    #: from here to the next waypoint: "gnss", "lbs" (no valid fix) or "tunnel" (no network)
+    #: from here to the next waypoint: "gnss", "lbs" (no valid fix) or "tunnel" (no fix, no
+    #: Wi-Fi, and no network in its middle third)
     stretch: str = "gnss"
 
 
-#: A 6 km loop around the Tiergarten in Berlin, with a short stop at the Brandenburg Gate and a
-#: longer one at the Victory Column (time to cut the engine), an LBS-only stretch among the
-#: trees and a short tunnel.
+#: A 5 km loop through the Tiergarten in Berlin, with a short stop at the Brandenburg Gate and a
+#: longer one at the Victory Column (time to cut the engine), then a kilometre without GPS among
+#: the trees, back east along the avenue it came by (so the cells around were learned there),
+#: and a 1.2 km tunnel to Potsdamer Platz.
 BUILTIN_LOOP = (
     Waypoint(52.51627, 13.37770, stop=10),  # Brandenburg Gate
     Waypoint(52.51450, 13.35010),
-    Waypoint(52.51450, 13.35010 - 0.0001, stop=45),  # Victory Column
-    Waypoint(52.51110, 13.33500, stretch="lbs"),
-    Waypoint(52.50920, 13.33700),
-    Waypoint(52.50860, 13.35500, stretch="tunnel"),
-    Waypoint(52.50960, 13.36900),
-    Waypoint(52.50990, 13.37610),  # Potsdamer Platz
+    Waypoint(52.51450, 13.35000, stop=45),  # Victory Column
+    Waypoint(52.51400, 13.34900, stretch="lbs"),
+    Waypoint(52.51150, 13.35200, stretch="lbs"),
+    Waypoint(52.51120, 13.36500),
+    Waypoint(52.50950, 13.35800, stretch="tunnel"),
+    Waypoint(52.50960, 13.37610),  # Potsdamer Platz
     Waypoint(52.51350, 13.37800),
 )
 
@@ -96,6 +100,8 @@ class Position:
     speed_kmh: float
     course: float
     stretch: str
+    #: deep in a tunnel: no network
+    offline: bool = False
 
 
 class Route:
@@ -127,6 +133,7 @@ class Route:
                     self.speed * 3.6,
                     bearing(a, b),
                     a.stretch,
+                    offline=a.stretch == "tunnel" and 1 / 3 <= share < 2 / 3,
                 )
             t -= duration
         first = self.waypoints[0]
@@ -145,16 +152,22 @@ class Drive:
         heartbeat_every: int = 6,
         sos_every: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_stretch: Callable[[str], None] | None = None,
     ) -> None:
-        """Set the reporting cadence; `sos_every` seconds raises SOS on a schedule."""
+        """Set the reporting cadence; `sos_every` seconds raises SOS on a schedule;
+        `on_stretch` hears "gnss", "lbs", "tunnel" or "offline" when the road changes."""
         self.tracker = tracker
         self.route = route
         self.interval = interval
         self.heartbeat_every = heartbeat_every
         self.sos_every = sos_every
         self.clock = clock
+        self.on_stretch = on_stretch
+        self.stretch: str | None = None
         self.driven = 0.0  # seconds of driving (the clock stops while the relay is cut)
         self.buffered: list[Fix] = []
+        #: where the last valid fix was: fix-less reports repeat it, as devices do
+        self.last_fix: tuple[float, float] = (0.0, 0.0)
         self._sos_requested = asyncio.Event()
         self._sos_reports = 0
 
@@ -203,23 +216,37 @@ class Drive:
         if not tracker.relay:
             self.driven += self.interval
         where = self.position()
+        stretch = "offline" if where.offline else where.stretch
+        if stretch != self.stretch:
+            self.stretch = stretch
+            _LOGGER.debug("Simulated %s %s: %s", tracker.protocol, tracker.identity, stretch)
+            if self.on_stretch is not None:
+                self.on_stretch(stretch)
         speed = 0.0 if tracker.relay else where.speed_kmh
+        valid = where.stretch == "gnss"
+        if valid:
+            self.last_fix = (where.latitude, where.longitude)
+        latitude, longitude = self.last_fix
         fix = replace(
             tracker.fix,
             time=self.clock(),
-            latitude=where.latitude,
-            longitude=where.longitude,
+            latitude=latitude,
+            longitude=longitude,
             speed_kmh=speed,
             course=where.course,
-            valid=where.stretch != "lbs",
+            valid=valid,
             ignition=not tracker.relay,
             relay=tracker.relay,
             sos=self._sos_reports > 0,
             vibration=False,
+            cells=tuple(radio.cells_at(where.latitude, where.longitude)) if tracker.radio else (),
+            wifi=tuple(radio.access_points_at(where.latitude, where.longitude))
+            if tracker.radio and where.stretch != "tunnel"
+            else (),
         )
         self._sos_reports = max(0, self._sos_reports - 1)
         tracker.fix = fix
-        if where.stretch == "tunnel":
+        if where.offline:
             self.buffered.append(fix)  # no network: the device keeps it for later
             return
         if self.buffered:

@@ -177,6 +177,8 @@ async def test_options(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None
         CONF_RELAY_MAX_SPEED: 10,
         CONF_RELAY_DIALECT: "gt06_dyd",
         CONF_RELAY_PASSWORD: "000000",
+        "learn_positions": True,  # fallback positioning defaults (tests/test_fallback.py)
+        "geolocation_provider": "none",
     }
 
 

@@ -316,6 +316,10 @@ class Scene:
         gc.collect()
         after = memory.now()
         witness = self.witness
+        # However short the attack was, the tracker is still served after it: one more report
+        # acknowledged and shown on the map.
+        shown = len(witness.updates)
+        await wait_for(lambda: len(witness.updates) > shown, within=60)
         api, api_set_aside = Probe.worst(probe.api, memory.walks, 0.0)
         lag, lag_set_aside = Probe.worst(probe.lag, memory.walks, 0.05)
         HOSTILE_FIGURES.append(

@@ -451,6 +451,7 @@ async def test_a_fallback_position_keeps_the_last_speed(
             Message(
                 protocol=Protocol.JT808,
                 type=MessageType.LBS,
+                time=tracker.fix.time + timedelta(seconds=10),  # a fix of the same age wins
                 latitude=52.6,
                 longitude=13.5,
                 position_source=PositionSource.LBS,

@@ -38,7 +38,10 @@ def __getattr__(name: str) -> Any:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Nothing to set up outside config entries."""
+    """Register the actions (cell database import and removal)."""
+    from .services import async_setup_services  # noqa: PLC0415
+
+    async_setup_services(hass)
     return True
 
 
@@ -47,6 +50,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> boo
     from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady  # noqa: PLC0415
 
     from .coordinator import TrackerCoordinator  # noqa: PLC0415
+    from .fallback import (  # noqa: PLC0415
+        TrackerPositioning,
+        async_acquire_positioning,
+        async_release_positioning,
+    )
     from .hub import (  # noqa: PLC0415
         async_acquire_hub,
         async_prune_port_issues,
@@ -69,6 +77,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> boo
     async_prune_port_issues(hass, _ports_in_use(hass))
     try:
         coordinator = TrackerCoordinator(hass, entry, hub)
+        positioning = await async_acquire_positioning(hass, entry.entry_id)
+        coordinator.positioning = TrackerPositioning(
+            hass, entry, positioning, coordinator.async_show_fallback
+        )
         await coordinator.async_restore()
         entry.runtime_data = coordinator
         hub.add(coordinator)
@@ -77,35 +89,53 @@ async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> boo
     except BaseException:
         hub.remove_entry(entry.entry_id)
         await async_release_hub(hass, hub, entry.entry_id)
+        await async_release_positioning(hass, entry.entry_id)
         raise
     return True
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: TK970ConfigEntry) -> None:
-    """Options are read where they are used; only alarms already on need the new hold time."""
-    entry.runtime_data.async_options_updated()
+    """Options are read where they are used; alarms already on need the new hold time, and a
+    provider problem the user may just have fixed is forgotten."""
+    coordinator = entry.runtime_data
+    coordinator.async_options_updated()
+    if coordinator.positioning is not None:
+        coordinator.positioning.clear_issues()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> bool:
     """Remove the tracker's entities; close the port if it was the last tracker on it."""
+    from .fallback import async_release_positioning  # noqa: PLC0415
     from .hub import async_release_hub  # noqa: PLC0415
 
     unload_ok = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unload_ok:
         # The coordinator saves its state and stops its timers when the entry unloads.
-        hub = entry.runtime_data.hub
+        coordinator = entry.runtime_data
+        hub = coordinator.hub
         hub.remove_entry(entry.entry_id)
         await async_release_hub(hass, hub, entry.entry_id)
+        if coordinator.positioning is not None:
+            await coordinator.positioning.async_shutdown()
+        await async_release_positioning(hass, entry.entry_id)
     return unload_ok
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> None:
-    """The tracker is gone for good: drop its saved state and any repair for its port."""
+    """The tracker is gone for good: drop its saved state and any repair for its port; the
+    last tracker also takes the learned positions and the imported cells with it."""
     from .coordinator import async_remove_saved_state  # noqa: PLC0415
+    from .fallback import async_delete_issues, async_remove_positioning_data  # noqa: PLC0415
     from .hub import async_prune_port_issues  # noqa: PLC0415
 
     await async_remove_saved_state(hass, entry.entry_id)
+    async_delete_issues(hass, entry.entry_id)
     async_prune_port_issues(hass, _ports_in_use(hass, excluding=entry.entry_id))
+    if not any(
+        other.entry_id != entry.entry_id
+        for other in hass.config_entries.async_entries(DOMAIN, include_ignore=False)
+    ):
+        await async_remove_positioning_data(hass)
 
 
 def _ports_in_use(hass: HomeAssistant, excluding: str | None = None) -> set[int]:

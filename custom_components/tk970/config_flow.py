@@ -40,6 +40,10 @@ from .const import (
     DOMAIN,
 )
 from .coordinator import TK970ConfigEntry
+from .fallback import (
+    option_fields as fallback_option_fields,
+    validate_options as validate_fallback_options,
+)
 from .identity import same_tracker
 from .protocol import RelayDialect
 
@@ -237,9 +241,12 @@ class TK970OptionsFlow(OptionsFlow):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and save the options."""
+        errors: dict[str, str] = {}
         if user_input is not None:
-            return self.async_create_entry(data=user_input)
-        options = self.config_entry.options
+            user_input, errors = validate_fallback_options(user_input)
+            if not errors:
+                return self.async_create_entry(data=user_input)
+        options = user_input or self.config_entry.options
         dialects = [DIALECT_AUTO, *(dialect.value for dialect in RelayDialect)]
         schema = vol.Schema(
             {
@@ -279,6 +286,7 @@ class TK970OptionsFlow(OptionsFlow):
                     CONF_RELAY_PASSWORD,
                     description={"suggested_value": options.get(CONF_RELAY_PASSWORD)},
                 ): TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD)),
+                **fallback_option_fields(options),
             }
         )  # fmt: skip
-        return self.async_show_form(step_id="init", data_schema=schema)
+        return self.async_show_form(step_id="init", data_schema=schema, errors=errors)

@@ -28,6 +28,16 @@ CONF_RELAY_DIALECT: Final = "relay_dialect"
 DIALECT_AUTO: Final = "auto"
 CONF_RELAY_PASSWORD: Final = "relay_password"  # noqa: S105 - an option key, not a secret
 
+# Fallback positioning options (interfaces.md §4).
+CONF_LEARN_POSITIONS: Final = "learn_positions"
+DEFAULT_LEARN_POSITIONS: Final = True
+CONF_GEOLOCATION_PROVIDER: Final = "geolocation_provider"
+CONF_GEOLOCATION_URL: Final = "geolocation_url"
+CONF_GEOLOCATION_API_KEY: Final = "geolocation_api_key"
+PROVIDER_NONE: Final = "none"
+PROVIDER_MLS: Final = "mls"
+PROVIDER_UNWIREDLABS: Final = "unwiredlabs"
+
 #: How long the relay switch waits for the device to confirm (interfaces.md §3: within 60 s).
 RELAY_TIMEOUT: Final = 30.0
 

@@ -40,6 +40,7 @@ from .const import (
     LOGGER,
     RELAY_TIMEOUT,
 )
+from .fallback import GnssPosition, TrackerPositioning, device_estimate
 from .listener import (
     CommandEncodeError,
     CommandRejectedError,
@@ -47,6 +48,7 @@ from .listener import (
     Link,
     NotConnectedError,
 )
+from .positioning import Estimate, fallback_moves
 from .protocol import (
     Alarm,
     Command,
@@ -59,6 +61,7 @@ from .protocol import (
     RelayDialect,
 )
 from .protocol.commands import DEFAULT_DYD_PASSWORD
+from .tracking import PROTOCOL_NAMES, gnss_accuracy
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -71,14 +74,6 @@ STATE_ALARMS = (Alarm.SOS, Alarm.VIBRATION)
 STORAGE_VERSION = 1
 #: Saving is debounced: a tracker reporting every 10 s must not write the disk every 10 s.
 SAVE_DELAY = 30.0
-
-PROTOCOL_NAMES = {
-    Protocol.JT808: "JT/T 808",
-    Protocol.GT06: "GT06",
-    Protocol.H02: "H02",
-    Protocol.GPS103: "GPS103",
-    Protocol.WATCH: "Watch",
-}
 
 
 @dataclass(slots=True)
@@ -127,12 +122,18 @@ class TrackerState:
     last_alarm_events: dict[Alarm, datetime] = field(default_factory=dict)
     last_alarm: Alarm | None = None
     info: dict[str, str] = field(default_factory=dict)
+    #: how the shown position was found when it is not a GNSS fix (cells or Wi-Fi)
+    fallback: Estimate | None = None
+    #: the last GNSS fix: a fallback never replaces it when it lies inside the fallback's circle
+    last_gnss: GnssPosition | None = None
 
     def as_store(self) -> dict[str, Any]:
         """JSON-safe snapshot for the Store (connection facts are not kept)."""
         data = asdict(self)
         for key in ("connected", "transport", "address"):
             data.pop(key)
+        data["fallback"] = self.fallback.as_dict() if self.fallback else None
+        data["last_gnss"] = self.last_gnss.as_dict() if self.last_gnss else None
         data["alarms"] = {
             alarm.value: {
                 "on": state.on,
@@ -161,6 +162,8 @@ class TrackerState:
         state.last_alarm = _enum(Alarm, data.get("last_alarm"))
         state.position_time = _parse(data.get("position_time"))
         state.last_seen = _parse(data.get("last_seen"))
+        state.fallback = Estimate.from_dict(data.get("fallback"))
+        state.last_gnss = GnssPosition.from_dict(data.get("last_gnss"))
         for name, saved in (data.get("alarms") or {}).items():
             alarm = _enum(Alarm, name)
             if alarm in state.alarms and isinstance(saved, dict):
@@ -194,6 +197,8 @@ _STORED_VALUES: dict[str, tuple[type, ...]] = {
     "odometer_km": (int, float),
     "gsm_signal": (int,),
 }
+#: Accuracy shown for a position the tracker computed itself from cells or Wi-Fi.
+_DEVICE_ACCURACY = {PositionSource.LBS: ACCURACY_LBS, PositionSource.WIFI: ACCURACY_WIFI}
 #: A device time this far ahead of our clock is wrong (an unlearned time zone, a bad RTC):
 #: trusting it would make every correct report after it look old.
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
@@ -223,20 +228,6 @@ def _device_time(message: Message, now: datetime) -> datetime:
     return when
 
 
-def gnss_accuracy(message: Message) -> int:
-    """A GNSS accuracy estimate in metres: from HDOP when sent, else from the satellite count."""
-    if message.hdop is not None and message.hdop > 0:
-        return max(5, round(message.hdop * 5))
-    satellites = message.satellites
-    if satellites is None:
-        return 25
-    if satellites >= 8:
-        return 10
-    if satellites >= 5:
-        return 20
-    return 50
-
-
 class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     """Fold one tracker's messages into its state; send its relay commands."""
 
@@ -257,6 +248,8 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         #: how many reports stated the relay (a command's answer must not overwrite a newer one)
         self._relay_reports = 0
         self._alarm_listeners: list[AlarmListener] = []
+        #: fallback positioning (cells, Wi-Fi), attached at setup (`fallback.py`)
+        self.positioning: TrackerPositioning[datetime] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -378,10 +371,11 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     def _apply_position(self, message: Message) -> None:
         """Move the tracker only for a usable fix that is not older than the one shown."""
         state = self.data
+        self._apply_fallback(message)
         if message.latitude is None or message.longitude is None:
             return
         source = message.position_source or PositionSource.GNSS
-        usable = message.valid is True or source is not PositionSource.GNSS
+        usable = message.valid is True and source is PositionSource.GNSS
         if not usable or (message.latitude == 0 and message.longitude == 0):
             return
         when = _device_time(message, dt_util.utcnow())
@@ -392,10 +386,9 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         state.longitude = message.longitude
         state.position_source = source
         state.position_time = when
-        state.accuracy = {
-            PositionSource.LBS: ACCURACY_LBS,
-            PositionSource.WIFI: ACCURACY_WIFI,
-        }.get(source) or gnss_accuracy(message)
+        state.accuracy = gnss_accuracy(message)
+        state.fallback = None
+        state.last_gnss = GnssPosition(state.latitude, state.longitude, state.accuracy, when)
         # A cell or Wi-Fi position has no speed: keep the last one (the relay's speed guard
         # must not read "unknown" as "stopped").
         for name in ("speed_kmh", "course", "altitude_m", "satellites"):
@@ -495,6 +488,65 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         dr.async_get(self.hass).async_update_device(
             device.id, model=self.model, sw_version=self.data.info.get("firmware")
         )
+
+    # -- fallback positioning (cells and Wi-Fi, fallback.py) ---------------------------------
+
+    def _apply_fallback(self, message: Message) -> bool:
+        """Learn from a fix's cells and Wi-Fi, or place a report without a fix; True when the
+        shown position changed.
+
+        The learned table answers at once; the cell database and the online provider answer
+        later, through `async_show_fallback`. A position the tracker computed itself from
+        cells or Wi-Fi goes through the same rule.
+        """
+        if self.positioning is None:
+            return False
+        when = _device_time(message, dt_util.utcnow())
+        estimate = self.positioning.handle(message, when, fix_accuracy=gnss_accuracy(message))
+        source = message.position_source
+        if estimate is None and source is not None and source in _DEVICE_ACCURACY:
+            estimate = device_estimate(message, _DEVICE_ACCURACY[source])
+        return estimate is not None and self._show_fallback(estimate, when)
+
+    def _show_fallback(self, estimate: Estimate, when: datetime) -> bool:
+        """Show a cell or Wi-Fi position if it is news and does not make the map worse.
+
+        A GNSS fix of the same age wins. When the last GNSS fix lies inside the estimate's
+        circle, the GNSS position stays (or comes back): it is the better estimate of a
+        tracker that has not gone anywhere. Speed and course stay as the last fix left them
+        (the relay's speed guard must not read "unknown" as "stopped").
+        """
+        state = self.data
+        shown = state.position_time
+        if shown is not None and (
+            when < shown or (when == shown and state.position_source is PositionSource.GNSS)
+        ):
+            return False
+        gnss = state.last_gnss
+        if gnss is not None and not fallback_moves(estimate, gnss.latitude, gnss.longitude):
+            if state.position_source is PositionSource.GNSS:
+                return False
+            state.latitude, state.longitude, state.accuracy = (
+                gnss.latitude, gnss.longitude, gnss.accuracy,
+            )  # fmt: skip
+            state.position_source = PositionSource.GNSS
+            state.fallback = None
+            state.position_time = when
+            return True
+        state.latitude = estimate.latitude
+        state.longitude = estimate.longitude
+        state.accuracy = estimate.accuracy
+        state.position_source = PositionSource(estimate.kind.value)
+        state.fallback = estimate
+        state.position_time = when
+        return True
+
+    @callback
+    def async_show_fallback(self, estimate: Estimate, when: datetime) -> None:
+        """A fallback resolved in the background (cell database, online provider)."""
+        if self._show_fallback(estimate, when):
+            self.async_set_updated_data(self.data)
+            self._store.async_delay_save(self.data.as_store, SAVE_DELAY)
 
     # -- the relay --------------------------------------------------------------------------
 

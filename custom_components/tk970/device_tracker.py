@@ -64,9 +64,24 @@ class TK970Tracker(TK970Entity, TrackerEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, object]:
-        """Where the position comes from and when it was taken."""
+        """Where the position comes from and when it was taken.
+
+        A cell or Wi-Fi position also says who found it (`position_method`: `device`,
+        `learned`, `imported`, `online`) and, for imported or online data, from where.
+        """
         data = self.coordinator.data
-        return {
+        attributes: dict[str, object] = {
             "position_source": data.position_source.value if data.position_source else None,
             "fix_time": data.position_time.isoformat() if data.position_time else None,
         }
+        if (fallback := data.fallback) is not None:
+            attributes["position_method"] = fallback.method.value
+            if fallback.provider is not None:
+                attributes["position_provider"] = fallback.provider
+        return attributes
+
+    @property
+    def attribution(self) -> str | None:
+        """Credit for third-party data behind the shown position (OpenCelliD's licence)."""
+        fallback = self.coordinator.data.fallback
+        return fallback.attribution if fallback is not None else None

@@ -8,19 +8,29 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_IMEI, CONF_NAME, CONF_RELAY_PASSWORD
+from .const import (
+    CONF_GEOLOCATION_API_KEY,
+    CONF_GEOLOCATION_URL,
+    CONF_IMEI,
+    CONF_NAME,
+    CONF_RELAY_PASSWORD,
+)
 from .coordinator import TK970ConfigEntry
+from .fallback import DATA_POSITIONING, provider_config
 
 TO_REDACT = {
     CONF_IMEI,
     CONF_NAME,
     CONF_RELAY_PASSWORD,
+    CONF_GEOLOCATION_API_KEY,
+    CONF_GEOLOCATION_URL,  # may carry credentials
     "device_id",
     "imsi",
     "rfid",
     "reported_id",
     "latitude",
     "longitude",
+    "last_gnss",
     "address",
     "iccid",
     "imei",
@@ -66,6 +76,19 @@ async def async_get_config_entry_diagnostics(
                 "resources": asdict(listener.figures) if listener.figures else None,
                 "stats": asdict(listener.stats),
             },
+            "positioning": await _positioning(hass, entry),
         },
         TO_REDACT,
     )
+
+
+async def _positioning(hass: HomeAssistant, entry: TK970ConfigEntry) -> dict[str, Any] | None:
+    """Fallback positioning: this tracker's provider (host only) and the shared engine."""
+    shared = hass.data.get(DATA_POSITIONING)
+    if shared is None:
+        return None
+    provider = provider_config(entry.options)
+    return {
+        "provider": {"kind": provider.kind.value, "host": provider.host} if provider else None,
+        **await shared.async_diagnostics(),
+    }

@@ -203,12 +203,13 @@ class Listener:
         self,
         port: int,
         *,
-        on_messages: Callable[[Link, list[Message]], None],
+        on_messages: Callable[[Link, list[Message]], bool | None],
         on_link: Callable[[Link, bool], None] | None = None,
         hosts: Iterable[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         limits: ListenerLimits | None = None,
         on_duplicate: Callable[[str, list[Link]], None] | None = None,
+        hold_acks: bool = False,
     ) -> None:
         """Configure the listener; nothing is bound until `start`.
 
@@ -221,6 +222,12 @@ class Listener:
         talk, then of every change while that lasts, and once more (with one link, or none) when
         only one is left. `hosts` restricts the addresses bound (default: all interfaces, IPv4
         and IPv6). `limits` replaces the default bounds.
+
+        `hold_acks` (the MQTT gateway): the replies to the messages of one `on_messages` call
+        are sent only after it returned anything but False, so a device's report is
+        acknowledged only once the consumer took it; a consumer that cannot (its buffer is
+        full) returns False, and the device keeps the report and sends it again. Replies to
+        frames that no consumer is given (no identity yet) are sent at once either way.
         """
         self.port = port
         self.stats = ListenerStats()
@@ -231,6 +238,7 @@ class Listener:
         self._on_duplicate = on_duplicate
         self._hosts = list(hosts) if hosts is not None else None
         self._clock = clock
+        self._hold_acks = hold_acks
         self._log = RateLimitedLog(_LOGGER, self.limits.log_interval)
         self._server: asyncio.Server | None = None
         self._udp: list[asyncio.DatagramTransport] = []
@@ -432,14 +440,13 @@ class Listener:
         acks: list[bytes] = []
         batch: list[Message] = []
         batch_link: Link | None = None
+        held: list[bytes] = []  #: replies waiting for the consumer (hold_acks)
         for item in items:
             if isinstance(item, Skipped):
                 self._skipped(item, peer)
                 continue
             decoded = True
             message, ack = item
-            if ack is not None:
-                acks.append(ack)
             try:
                 link = self._accept(message, peer, now)
             except Exception:  # noqa: BLE001 - logged, rate-limited
@@ -450,21 +457,26 @@ class Listener:
                     self.port,
                     peer.address,
                 )
-                continue
+                link = None
             if link is None:
+                # Given to no consumer (no identity yet, or refused): answered at once.
+                if ack is not None:
+                    acks.append(ack)
                 continue
             if link is not batch_link:
                 if batch_link is not None:
-                    self._deliver(batch_link, batch, peer, mono)
-                batch_link, batch = link, []
+                    self._deliver(batch_link, batch, held, peer, mono)
+                batch_link, batch, held = link, [], []
             batch.append(message)
+            if ack is not None:
+                (held if self._hold_acks else acks).append(ack)
         if acks:
             # One write for all of a read's replies; before delivery, so the device hears
             # back however long Home Assistant takes.
             peer.send(acks[0] if len(acks) == 1 else b"".join(acks))
             self.stats.replies += len(acks)
         if batch_link is not None:
-            self._deliver(batch_link, batch, peer, mono)
+            self._deliver(batch_link, batch, held, peer, mono)
         return decoded
 
     def _skipped(self, item: Skipped, peer: _Peer) -> None:
@@ -481,7 +493,9 @@ class Listener:
             item.raw[:64].hex(),
         )
 
-    def _deliver(self, link: Link, messages: list[Message], peer: _Peer, mono: float) -> None:
+    def _deliver(
+        self, link: Link, messages: list[Message], held: list[bytes], peer: _Peer, mono: float
+    ) -> None:
         claimed = self._identities.get(link.identity)
         if claimed is not None:
             # The identity's budget, whichever of its sessions spends it; settled together
@@ -492,7 +506,7 @@ class Listener:
             claimed.stamp = mono
             peer.debt = min(peer.debt, claimed.tokens)
         try:
-            self._on_messages(link, messages)
+            accepted = self._on_messages(link, messages) is not False
         except Exception:  # noqa: BLE001 - logged, rate-limited
             # A consumer's bug must not close the connection.
             self._log.exception(
@@ -501,6 +515,10 @@ class Listener:
                 self.port,
                 link.address,
             )
+            accepted = False
+        if held and accepted:
+            peer.send(held[0] if len(held) == 1 else b"".join(held))
+            self.stats.replies += len(held)
 
     def _accept(self, message: Message, peer: _Peer, now: datetime) -> Link | None:
         """Keep the identity's claims current, settle commands; the link to deliver to."""

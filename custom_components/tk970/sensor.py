@@ -25,6 +25,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import TK970ConfigEntry, TrackerState
 from .entity import TK970Entity
+from .fallback import POSITION_DETAILS, position_detail
 from .protocol import Protocol
 
 PARALLEL_UPDATES = 0
@@ -124,6 +125,14 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.last_seen,
+    ),
+    TK970SensorDescription(
+        key="position_source",
+        translation_key="position_source",
+        device_class=SensorDeviceClass.ENUM,
+        options=POSITION_DETAILS,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda state: position_detail(state.position_source, state.fallback),
     ),
     TK970SensorDescription(
         key="protocol",

@@ -1,0 +1,1 @@
+"""Tests of the fallback positioning engine, without Home Assistant."""
