@@ -26,7 +26,7 @@ from custom_components.tk970.protocol.codec import (
 from custom_components.tk970.protocol.context import Context
 from custom_components.tk970.protocol.messages import Protocol
 from custom_components.tk970.protocol.session import Item, Session
-from simulator import frames
+from simulator import frames, radio
 from simulator.frames import Fix
 
 from .helpers import NOW
@@ -121,6 +121,32 @@ def test_the_fast_path_is_taken() -> None:
         if v.uplink and v.raw[:1] in (b"\x78", b"\x79", b"\x7e")
     )
     assert taken >= 240, "most captured frames are whole frames (247 of 297 when written)"
+
+
+def test_simulated_radio_world() -> None:
+    """The simulator's reports with cells and Wi-Fi (JT808 `0xEB` cell and access-point records,
+    the `0xF0` cell list; GT06 `0x28` without a fix), with and without an odometer."""
+    for number in range(40):
+        lat, lon = 52.4 + number * 0.005, 13.3 + number * 0.003
+        fix = Fix(
+            time=NOW,
+            latitude=lat,
+            longitude=lon,
+            valid=number % 2 == 0,
+            cells=tuple(radio.cells_at(lat, lon))[: number % 8],
+            wifi=tuple(radio.access_points_at(lat, lon))[: number % 7],
+            odometer_km=None if number % 3 else 1234.5,
+        )
+        report = frames.jt808_location("013511221122", number + 2, fix)
+        assert _took_fast_path(report, Protocol.JT808)
+        _compare([frames.jt808_register("013511221122", 1), report])
+        gt06_reads = [
+            frames.gt06_location(fix, 2),
+            frames.gt06_lbs(fix, 3),
+            frames.gt06_heartbeat(fix, 4),
+        ]
+        _compare([GT06_LOGIN, *gt06_reads])
+        _compare([GT06_LOGIN + b"".join(gt06_reads)])
 
 
 # ---------------------------------------------------------------------------------------------
