@@ -110,6 +110,7 @@ class TrackerState:
     battery_voltage: float | None = None
     power_voltage: float | None = None
     gsm_signal: int | None = None
+    odometer_km: float | None = None
     last_seen: datetime | None = None
     connected: bool = False
     transport: str | None = None
@@ -193,6 +194,7 @@ _STORED_VALUES: dict[str, tuple[type, ...]] = {
     "battery_percent": (int, float),
     "battery_voltage": (int, float),
     "power_voltage": (int, float),
+    "odometer_km": (int, float),
     "gsm_signal": (int,),
 }
 #: Accuracy shown for a position the tracker computed itself from cells or Wi-Fi.
@@ -357,7 +359,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             return  # a late record says nothing about the device's state now
         for name in (
             "ignition", "charging", "battery_percent", "battery_voltage", "power_voltage",
-            "gsm_signal",
+            "gsm_signal", "odometer_km",
         ):  # fmt: skip
             value = getattr(message, name)
             if value is not None:

@@ -109,6 +109,15 @@ def test_relay_and_values() -> None:
     assert (tracker.relay, tracker.values["battery"]) == (False, 80.0)
 
 
+def test_odometer() -> None:
+    """The decoders' odometer reaches the state (live reports only)."""
+    tracker = Tracker(IMEI, "Van")
+    tracker.apply([fix(odometer_km=1234.5)], IMEI, NOW)
+    tracker.apply([fix(odometer_km=1000.0, historical=True)], IMEI, NOW)
+    tracker.apply([fix()], IMEI, NOW)  # a report without one keeps the last
+    assert tracker.snapshot()["odometer"] == 1234.5
+
+
 def test_model_and_info() -> None:
     """The model string is the integration's; new firmware asks for new discovery."""
     tracker = Tracker(IMEI, "Van")
