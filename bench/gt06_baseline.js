@@ -1,37 +1,71 @@
 // Baseline for bench/decode.py: npm `gt06` 1.0.12 parsing the same GT06 frames.
-// Reads {"frames": [hex...], "seconds": s} on stdin, prints {"ok": [...], "rate": frames/s}.
-// npm gt06 skips the CRC and throws on types it does not know; only frames it parses count.
+//
+// Reads one JSON line {"frames": [hex...], "devices": [index...]} on stdin and answers
+// {"ok": [indexes of the frames npm gt06 parses]}; then, for every line "run <seconds>", parses
+// the usable frames over and over for that much CPU time and answers {"rate": frames/s}. The
+// process stays up between runs, so the benchmark can alternate short runs of both sides.
+//
+// Each device has its own parser, as each tracker has its own connection; frames are parsed
+// one per call, in the order given. npm gt06 skips the CRC and throws on types it does not know.
+// Time is the CPU time of the whole process (JIT and GC threads included): on a shared machine
+// wall time would also count the time spent waiting for a core.
 const Gt06 = require('gt06');
+const readline = require('readline');
 
-const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
-const frames = input.frames.map((hex) => Buffer.from(hex, 'hex'));
-const parser = new Gt06();
+let usable = [];
 
-const ok = [];
-frames.forEach((frame, index) => {
-  try {
-    parser.parse(frame);
-    ok.push(index);
-  } catch (e) {
-    // not supported by this library
-  }
-  parser.clearMsgBuffer();
-});
-const usable = ok.map((index) => frames[index]);
+function cpu() {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
+function load(input) {
+  const frames = input.frames.map((hex) => Buffer.from(hex, 'hex'));
+  const devices = input.devices || frames.map(() => 0);
+  const parsers = new Map();
+  const parserOf = (device) => {
+    if (!parsers.has(device)) parsers.set(device, new Gt06());
+    return parsers.get(device);
+  };
+  const ok = [];
+  frames.forEach((frame, index) => {
+    const parser = parserOf(devices[index]);
+    try {
+      parser.parse(frame);
+      ok.push(index);
+    } catch (e) {
+      // not supported by this library
+    }
+    parser.clearMsgBuffer();
+  });
+  usable = ok.map((index) => [parserOf(devices[index]), frames[index]]);
+  return ok;
+}
 
 function run(seconds) {
   let count = 0;
-  const end = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
-  const start = process.hrtime.bigint();
-  while (process.hrtime.bigint() < end) {
-    for (const frame of usable) {
+  const start = cpu();
+  const end = start + seconds;
+  while (cpu() < end) {
+    for (const [parser, frame] of usable) {
       parser.parse(frame);
       parser.clearMsgBuffer();
     }
     count += usable.length;
   }
-  return count / (Number(process.hrtime.bigint() - start) / 1e9);
+  return count / (cpu() - start);
 }
 
-run(Math.min(1, input.seconds)); // let the JIT settle
-console.log(JSON.stringify({ ok, rate: usable.length ? run(input.seconds) : 0 }));
+const lines = readline.createInterface({ input: process.stdin });
+let loaded = false;
+lines.on('line', (line) => {
+  if (!loaded) {
+    loaded = true;
+    console.log(JSON.stringify({ ok: load(JSON.parse(line)) }));
+  } else if (line.startsWith('run ')) {
+    const seconds = Number(line.slice(4));
+    console.log(JSON.stringify({ rate: usable.length ? run(seconds) : 0 }));
+  } else if (line === 'quit') {
+    process.exit(0);
+  }
+});

@@ -43,6 +43,8 @@ class Fix:
     battery_percent: int = 90
     sos: bool = False
     vibration: bool = False
+    #: total distance the device has counted, sent where the protocol has a field for it
+    odometer_km: float | None = None
     #: the cells the tracker sees, serving first, and the Wi-Fi access points in reach (None:
     #: the tracker fills in what the radio world has at the fix's position)
     cells: tuple[SimCell, ...] | None = None
@@ -132,6 +134,8 @@ def _jt808_location_body(fix: Fix, utc_offset: timedelta) -> bytes:
         b"\x30\x01\x1c"  # network signal CSQ 28
         b"\x31\x01" + bytes([fix.satellites]) + b"\xeb" + bytes([len(bsj)]) + bsj
     )
+    if fix.odometer_km is not None:  # item 0x01: mileage DWORD in 0.1 km
+        extras = b"\x01\x04" + round(fix.odometer_km * 10).to_bytes(4, "big") + extras
     if fix.cells and len(fix.cells) > 1:
         # Every cell in view, serving first (vendor item 0xF0: MCC, MNC, CID, LAC, -dBm).
         cells = b"".join(
@@ -330,7 +334,8 @@ def _nmea(value: float, degree_digits: int) -> str:
 
 
 def h02_status(fix: Fix) -> str:
-    """The active-low status word: bit 0 clear = vibration, bit 1 clear = SOS, bit 10 = ACC."""
+    """The active-low status word: bit 0 clear = vibration, bit 1 clear = SOS, bit 10 = ACC,
+    bit 27 clear = oil and engine cut (H02 document V1.0.5, "terminal status")."""
     word = 0xFFFFFFFF & ~(1 << 10)
     if fix.vibration:
         word &= ~1
@@ -338,6 +343,8 @@ def h02_status(fix: Fix) -> str:
         word &= ~2
     if fix.ignition:
         word |= 1 << 10
+    if fix.relay:
+        word &= ~(1 << 27)
     return f"{word:08X}"
 
 

@@ -24,3 +24,15 @@ settings.load_profile("ci")
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components in every test."""
+
+
+#: Figures the hostile tests measured (memory, API and tracker latency), shown after the run.
+HOSTILE_FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the hostile tests measured, so the figures can be quoted."""
+    if HOSTILE_FIGURES:
+        terminalreporter.write_sep("-", "hostile tests: measured figures")
+        for line in HOSTILE_FIGURES:
+            terminalreporter.write_line(line)

@@ -209,3 +209,78 @@ async def test_user_same_tracker_with_leading_zero_aborts(hass: HomeAssistant) -
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+
+
+@pytest.mark.parametrize(
+    ("configured", "typed"),
+    [
+        (IMEI, "0" + IMEI[-11:]),  # IMEI first, then its JT808 terminal ID (zero-padded)
+        (IMEI, IMEI[-11:]),  # ... or its last 11 digits exactly
+        ("0" + IMEI[-11:], IMEI),  # terminal ID first, then the IMEI
+    ],
+)
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_imei_and_terminal_id_are_one_tracker(
+    hass: HomeAssistant, configured: str, typed: str
+) -> None:
+    """An IMEI and the JT808 terminal ID made of its last 11 digits cannot both be added."""
+    make_entry(configured).add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_IMEI: typed})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured_other_id"
+    assert result["description_placeholders"] == {"identity": typed, "configured": configured}
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_other_imei_with_the_same_tail_is_another_tracker(hass: HomeAssistant) -> None:
+    """Two IMEIs sharing their last 11 digits are two trackers: only a short ID is a tail."""
+    make_entry(IMEI).add_to_hass(hass)
+    other = "100686015829802"  # another IMEI (Luhn-valid) ending in the same 11 digits
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_IMEI: other})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_discovery_of_the_terminal_id_of_a_configured_imei_aborts(
+    hass: HomeAssistant,
+) -> None:
+    """A discovered JT808 terminal ID whose IMEI is configured is not offered; a card that was
+    open when the user added the IMEI by hand is closed, and cannot be confirmed later."""
+    short = "0" + IMEI[-11:]
+    discovered = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_INTEGRATION_DISCOVERY},
+        data={**DISCOVERY, CONF_IMEI: short, "protocol": "jt808"},
+    )
+    assert discovered["type"] is FlowResultType.FORM
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_IMEI: IMEI})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    again = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_INTEGRATION_DISCOVERY},
+        data={**DISCOVERY, CONF_IMEI: short, "protocol": "jt808"},
+    )
+    assert again["type"] is FlowResultType.ABORT
+    assert again["reason"] == "already_configured_other_id"
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_discovery_card_confirmed_after_the_imei_was_added_aborts(
+    hass: HomeAssistant,
+) -> None:
+    """A card confirmed after its tracker was added under the other identity adds nothing."""
+    short = "0" + IMEI[-11:]
+    discovered = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_INTEGRATION_DISCOVERY},
+        data={**DISCOVERY, CONF_IMEI: short, "protocol": "jt808"},
+    )
+    make_entry(IMEI).add_to_hass(hass)
+    result = await hass.config_entries.flow.async_configure(discovered["flow_id"], {})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured_other_id"

@@ -1,4 +1,4 @@
-"""The protocol core and the listener import without Home Assistant (decoder CLI, gateway)."""
+"""The protocol core, the listener and the gateway import without Home Assistant."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ import sys
 sys.modules["homeassistant"] = None  # any import of Home Assistant now fails
 import custom_components.tk970
 import custom_components.tk970.const
+import custom_components.tk970.identity
+import custom_components.tk970.limits
 import custom_components.tk970.listener
+import custom_components.tk970.ratelog
 import custom_components.tk970.protocol
 import custom_components.tk970.protocol.__main__
 import custom_components.tk970.positioning
+import gateway.__main__, gateway.app, gateway.broker, gateway.discovery, gateway.outbox
+import gateway.positioning, gateway.topics, gateway.tracker
 loaded = sorted(name for name in sys.modules if name.startswith("homeassistant."))
 assert not loaded, loaded
 print("ok")
@@ -21,7 +26,8 @@ print("ok")
 
 
 def test_core_imports_without_home_assistant() -> None:
-    """A subprocess in which Home Assistant cannot be imported loads the core and the CLI."""
+    """A subprocess in which Home Assistant cannot be imported loads the core, the CLI and the
+    gateway (whose own environment, scripts/gateway's, has no Home Assistant at all)."""
     result = subprocess.run(
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=False, timeout=60
     )

@@ -8,13 +8,13 @@ import logging
 
 import pytest
 
-from custom_components.tk970 import listener as listener_module
 from custom_components.tk970.listener import (
     CommandEncodeError,
     CommandRejectedError,
     CommandTimeoutError,
     Link,
     Listener,
+    ListenerLimits,
     NotConnectedError,
 )
 from custom_components.tk970.protocol import (
@@ -123,29 +123,32 @@ async def test_gps103_command_is_not_awaited(running: tuple[Listener, Recorder])
     await device.close()
 
 
-async def test_connection_limit(
-    running: tuple[Listener, Recorder], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past MAX_CONNECTIONS a new connection is closed at once; the others stay."""
-    listener, _ = running
-    monkeypatch.setattr(listener_module, "MAX_CONNECTIONS", 2)
+async def test_connection_limit() -> None:
+    """Past the connection cap a new connection is closed at once; the others stay."""
+    listener = Listener(
+        free_port(),
+        on_messages=lambda *_: None,
+        hosts=["127.0.0.1"],
+        limits=ListenerLimits(max_connections=2),
+    )
+    await listener.start()
     opened = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(3)]
     reader, _ = opened[2]
     async with asyncio.timeout(5):
         assert await reader.read() == b""
     assert listener.connection_count == 2
     assert listener.stats.connections_refused == 1
+    assert listener.stats.closed == {"connection limit": 1}
     for _, writer in opened:
         writer.close()
+    await listener.stop()
 
 
-async def test_idle_connections_are_swept(
-    running: tuple[Listener, Recorder], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_idle_connections_are_swept(running: tuple[Listener, Recorder]) -> None:
     """A connection silent past TCP_IDLE_TIMEOUT is closed by the periodic sweep."""
     listener, _ = running
     device = await tracker(listener)
-    monkeypatch.setattr(listener_module, "TCP_IDLE_TIMEOUT", 0.0)
+    listener.limits = ListenerLimits(tcp_idle_timeout=0.0)
     listener._sweep()
     await wait_for(lambda: listener.connection_count == 0)
     assert device._task is not None
@@ -153,12 +156,10 @@ async def test_idle_connections_are_swept(
     await device.close()
 
 
-async def test_udp_peers_are_bounded(
-    running: tuple[Listener, Recorder], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_udp_peers_are_bounded(running: tuple[Listener, Recorder]) -> None:
     """Past MAX_UDP_PEERS the least recent peer is forgotten, and so is its link."""
     listener, recorder = running
-    monkeypatch.setattr(listener_module, "MAX_UDP_PEERS", 2)
+    listener.limits = ListenerLimits(max_udp_peers=2)
     devices = []
     for number in range(3):
         device = SimulatedTracker(
@@ -170,7 +171,7 @@ async def test_udp_peers_are_bounded(
         await wait_for(lambda number=number: len(recorder.messages) == number + 1)
     assert set(listener.links) == {"4100000001", "4100000002"}
     assert ("4100000000", False) in recorder.links
-    monkeypatch.setattr(listener_module, "UDP_PEER_TIMEOUT", 0.0)
+    listener.limits = ListenerLimits(udp_peer_timeout=0.0)
     listener._sweep()
     assert listener.links == {}
     for device in devices:
@@ -180,7 +181,7 @@ async def test_udp_peers_are_bounded(
 async def test_a_failing_consumer_does_not_break_the_listener(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """An exception in on_messages is logged; the tracker still gets its replies."""
+    """An exception in on_messages is logged once; the tracker still gets its replies."""
 
     def broken(link: Link, messages: list[Message]) -> None:
         raise RuntimeError("consumer bug")
@@ -189,8 +190,12 @@ async def test_a_failing_consumer_does_not_break_the_listener(
     await listener.start()
     device = await tracker(listener, "gt06")  # the login ack arrived despite the bug
     with caplog.at_level(logging.ERROR):
-        await device.report()
+        for _ in range(20):
+            await device.report()
+        await wait_for(lambda: listener.stats.replies == 21)
         await wait_for(lambda: "consumer bug" in caplog.text)
+    # Logged once (with the traceback), not once per message: a peer keeps sending.
+    assert len([r for r in caplog.records if "error handling messages" in r.getMessage()]) == 1
     await device.close()
     await listener.stop()
 

@@ -483,3 +483,22 @@ async def test_status_frames_do_not_rewrite_the_tracker_state(
     await wait_for(lambda: len([d for d in tracker.received if d.detail == "13"]) == 3)
     await hass.async_block_till_done()
     assert hass.states.get(tracker_id).last_updated == state.last_updated
+
+
+async def test_odometer_sensor(hass: HomeAssistant, entry: MockConfigEntry, make_tracker) -> None:
+    """The odometer comes disabled (many trackers never count distance); enabled, it shows
+    what the tracker reports (JT808 item 0x01, in 0.1 km)."""
+    registry = er.async_get(hass)
+    odometer = entity_id(hass, "sensor", f"{IMEI}_odometer")
+    assert registry.async_get(odometer).disabled_by is er.RegistryEntryDisabler.INTEGRATION
+    registry.async_update_entity(odometer, disabled_by=None)
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    tracker: SimulatedTracker = await make_tracker("jt808")
+    await tracker.login()
+    await tracker.report(odometer_km=12345.6)
+    state = await wait_for_state(
+        hass, odometer, lambda s: s.state not in ("unknown", "unavailable")
+    )
+    assert float(state.state) == pytest.approx(12345.6)
+    assert state.attributes["unit_of_measurement"] == "km"

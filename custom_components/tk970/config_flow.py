@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.config_entries import (
+    SOURCE_INTEGRATION_DISCOVERY,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
@@ -45,6 +46,7 @@ from .fallback import (
     option_fields as fallback_option_fields,
     validate_options as validate_fallback_options,
 )
+from .identity import same_tracker
 from .protocol import RelayDialect
 
 IMEI_LENGTH = 15
@@ -112,6 +114,7 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
                 await self.async_set_unique_id(identity, raise_on_progress=False)
                 self._abort_if_unique_id_configured()
                 self._abort_if_same_tracker(identity)
+                self._abort_discoveries_of(identity)
                 name = (user_input.get(CONF_NAME) or "").strip() or None
                 return self.async_create_entry(
                     title=_title(name, identity),
@@ -133,10 +136,34 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     def _abort_if_same_tracker(self, identity: str) -> None:
-        """The same digits with other leading zeros are the same tracker (interfaces.md §3)."""
+        """Refuse a tracker already configured under another form of its identity.
+
+        The same digits with other leading zeros, or an IMEI and the JT808 terminal ID that is
+        its last 11 digits (interfaces.md §3), are one tracker: a second entry would receive
+        the first one's reports.
+        """
         for entry in self._async_current_entries(include_ignore=False):
-            if str(entry.unique_id).lstrip("0") == identity.lstrip("0"):
+            configured = str(entry.unique_id)
+            if configured == identity or not same_tracker(configured, identity):
+                continue
+            if configured.lstrip("0") == identity.lstrip("0"):
                 raise AbortFlow("already_configured")
+            raise AbortFlow(
+                "already_configured_other_id",
+                description_placeholders={"identity": identity, "configured": configured},
+            )
+
+    def _abort_discoveries_of(self, identity: str) -> None:
+        """Close discovery cards that offer this tracker under another form of its identity."""
+        for flow in self._async_in_progress(include_uninitialized=True):
+            other = flow["context"].get("unique_id")
+            if (
+                flow["context"].get("source") == SOURCE_INTEGRATION_DISCOVERY
+                and isinstance(other, str)
+                and other != identity
+                and same_tracker(other, identity)
+            ):
+                self.hass.config_entries.flow.async_abort(flow["flow_id"])
 
     async def async_step_integration_discovery(
         self, discovery_info: dict[str, Any]
@@ -145,6 +172,7 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
         identity = str(discovery_info[CONF_IMEI])
         await self.async_set_unique_id(identity)
         self._abort_if_unique_id_configured()
+        self._abort_if_same_tracker(identity)
         self._discovered = discovery_info
         self.context["title_placeholders"] = {
             "imei": identity,
@@ -159,6 +187,8 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
         info = self._discovered
         identity = str(info[CONF_IMEI])
         if user_input is not None:
+            # The user may have added this tracker under its other identity meanwhile.
+            self._abort_if_same_tracker(identity)
             name = (user_input.get(CONF_NAME) or "").strip() or None
             return self.async_create_entry(
                 title=_title(name, identity),

@@ -69,6 +69,7 @@ from .protocol import (
 )
 from .protocol.commands import DEFAULT_DYD_PASSWORD
 from .store import async_get_tracker_store
+from .tracking import PROTOCOL_NAMES, gnss_accuracy
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -96,14 +97,6 @@ ONLINE = "online"
 LAST_SEEN = "last_seen"
 #: protocol and device description
 INFO = "info"
-
-PROTOCOL_NAMES = {
-    Protocol.JT808: "JT/T 808",
-    Protocol.GT06: "GT06",
-    Protocol.H02: "H02",
-    Protocol.GPS103: "GPS103",
-    Protocol.WATCH: "Watch",
-}
 
 
 @dataclass(slots=True)
@@ -142,6 +135,7 @@ class TrackerState:
     battery_voltage: float | None = None
     power_voltage: float | None = None
     gsm_signal: int | None = None
+    odometer_km: float | None = None
     #: what "Last seen" shows: within LAST_SEEN_STEP of the last message, exact once quiet
     last_seen: datetime | None = None
     #: when the last message arrived (not saved: `last_seen` stands in for it after a restart)
@@ -241,11 +235,13 @@ _STORED_VALUES: dict[str, tuple[type, ...]] = {
     "battery_percent": (int, float),
     "battery_voltage": (int, float),
     "power_voltage": (int, float),
+    "odometer_km": (int, float),
     "gsm_signal": (int,),
 }
 #: Values a status report sets as they are (a buffered record says nothing about now).
 _STATUS_VALUES = (
     "ignition", "charging", "battery_percent", "battery_voltage", "power_voltage", "gsm_signal",
+    "odometer_km",
 )  # fmt: skip
 #: Values a fix brings along; a fallback (LBS, Wi-Fi) position keeps the last ones, so that the
 #: relay's speed guard never reads "unknown" as "stopped".
@@ -279,18 +275,6 @@ def _enum[E: (Protocol, PositionSource, Alarm)](kind: type[E], value: object) ->
         return None
 
 
-def gnss_accuracy(message: Message) -> int:
-    """A GNSS accuracy estimate in metres: from HDOP when sent, else from the satellite count."""
-    if message.hdop is not None and message.hdop > 0:
-        return max(5, round(message.hdop * 5))
-    satellites = message.satellites
-    if satellites is None:
-        return 25
-    if satellites >= 8:
-        return 10
-    if satellites >= 5:
-        return 20
-    return 50
 
 
 class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):

@@ -77,6 +77,11 @@ async def async_get_config_entry_diagnostics(
             "listener": {
                 "port": listener.port,
                 "tcp_connections": listener.connection_count,
+                "unidentified_connections": listener.unidentified_count,
+                "udp_peers": listener.udp_peer_count,
+                "sessions_for_this_tracker": len(listener.claims(link.identity)) if link else 0,
+                "limits": asdict(listener.limits),
+                "resources": asdict(listener.figures) if listener.figures else None,
                 "stats": asdict(listener.stats),
             },
             "positioning": await _positioning(hass, entry),

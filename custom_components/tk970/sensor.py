@@ -114,6 +114,18 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         aspect=POSITION,
     ),
     TK970SensorDescription(
+        # Disabled by default: many trackers never count distance (JT808 item 0x01, GT06
+        # mileage, H02's odometer field), and the sensor would stay unknown for them.
+        key="odometer",
+        translation_key="odometer",
+        device_class=SensorDeviceClass.DISTANCE,
+        native_unit_of_measurement=UnitOfLength.KILOMETERS,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        suggested_display_precision=1,
+        entity_registry_enabled_default=False,
+        value_fn=lambda state: state.odometer_km,
+    ),
+    TK970SensorDescription(
         key="satellites",
         translation_key="satellites",
         state_class=SensorStateClass.MEASUREMENT,

@@ -12,6 +12,9 @@ import pytest
 
 from custom_components.tk970.protocol.__main__ import main
 
+from .helpers import jt808_fragments, tkstar_batch
+from .vectors import load
+
 GT06_LOGIN = "78780d01086471700328358100093f040d0a"
 GT06_STATUS = "7878131340b2fa000201040000000000011c00400e550d0a"
 GPS103_LOGIN = b"##,imei:359586015829802,A;".hex()
@@ -127,3 +130,28 @@ def test_module_entry_point() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["device_id"] == "864717003283581"
+
+
+def test_odometer_in_the_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """`odometer_km` (interfaces.md §2): JT808 item 0x01, 0.1 km (jt808.jsonl line 28)."""
+    frame = next(v for v in load("jt808") if v.line == 28).raw.hex()
+    status, lines = run([frame], capsys)
+    assert status == 0
+    assert lines[0]["odometer_km"] == pytest.approx(2335.9)
+
+
+def test_sub_packaged_message(capsys: pytest.CaptureFixture[str]) -> None:
+    """--stream joins the fragments of a sub-packaged JT808 batch into its positions; as
+    separate datagrams each fragment is answered and its message reported lost."""
+    body, bodies = tkstar_batch()
+    fragments = [frame.hex() for frame in jt808_fragments(body)]
+    status, lines = run(["--stream", *fragments], capsys)
+    assert status == 0
+    positions = [line for line in lines if line["type"] in ("location", "alarm")]
+    assert len(positions) == len(bodies)
+    assert all(line["ack"] for line in lines[:2])
+    status, lines = run(fragments[:1], capsys)
+    assert status == 1
+    assert lines[0]["type"] == "other"
+    assert lines[0]["ack"]
+    assert "2 of 3 fragments missing" in lines[1]["error"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.tk970.protocol import gt06
+from custom_components.tk970.protocol import gt06, session as session_module
 from custom_components.tk970.protocol.codec import crc_itu
 from custom_components.tk970.protocol.commands import (
     Command,
@@ -29,6 +29,7 @@ from custom_components.tk970.protocol.messages import (
     PositionSource,
     Protocol,
 )
+from custom_components.tk970.protocol.session import Decoded, Session
 
 from .helpers import NOW, decode_datagram, decode_stream
 from .vectors import Vector, load, params
@@ -71,6 +72,10 @@ KIND_OVERRIDES: dict[int, tuple[MessageType, str]] = {
     109: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
     112: (MessageType.LBS, "AZ735 0x32 with GPS length 0: cells only"),
     155: (MessageType.LOCATION, "the 0x2A address request carries a GPS block"),
+    88: (
+        MessageType.LBS,
+        "0xA7 (GK310 LBS address request) starts with a cell, as traccar reads it",
+    ),
     168: (MessageType.OTHER, "0x25 is XT40's vendor layout (traccar needs the model)"),
 }
 #: traccar alarm names, and the VL03 names of `alarm_code_meaning`, -> ours.
@@ -263,21 +268,45 @@ def standard_ack(kind: int, serial: bytes) -> bytes:
     return b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
 
 
+#: What traccar's Gt06ProtocolDecoder (the reference server) sends for the vectors that carry
+#: no `ack_hex`, read from its source type by type: `78 78` frames of these types get no
+#: reply (early returns before `sendResponse`, or the command types)...
+TRACCAR_SILENT_SHORT = {0x21, 0x34, 0x35, 0x38, 0x80, 0x81, 0x82, 0x8C, 0x94, 0x9B, 0xF3}
+#: ... `79 79` frames are answered only for these types, in the `78 78` form (the GPS, LBS and
+#: status branch, plus the explicit replies to 0x40, 0x70, 0xF1, 0xF2) ...
+TRACCAR_ANSWERED_LONG = {0x70, 0xF1, 0xF2, 0x40, 0x12, 0x13, 0x16, 0x22, 0x26, 0xA0, 0xA2}
+#: ... or in the `79 79` form (AZ735 and multimedia).
+TRACCAR_ANSWERED_LONG_FORM = {0x32, 0x33, 0x41}
+
+
+def long_ack(kind: int, serial: bytes) -> bytes:
+    head = (5).to_bytes(2) + bytes((kind,)) + serial
+    return b"\x79\x79" + head + crc_itu(head).to_bytes(2) + b"\r\n"
+
+
 def expected_ack(vector: Vector) -> bytes | None:
-    """The vector's `ack_hex`, else our documented reply for the types the vectors leave out."""
+    """The vector's `ack_hex`, else the reply traccar sends for that frame."""
     if "ack_hex" in vector.data:
         return bytes.fromhex(vector.data["ack_hex"])
     raw = vector.raw
     kind = int(vector.expect["type"], 16)
+    serial = raw[-6:-4]
     if vector.line == 23:  # 0x17 GPS + RFID report: answered like any location
-        return standard_ack(kind, raw[-6:-4])
+        return standard_ack(kind, serial)
     if kind in (0x17, 0x69):  # Wi-Fi: the date echoed, length 0 (traccar)
         return b"\x78\x78\x00" + bytes((kind,)) + raw[4:10] + b"\r\n"
     if kind == 0x8A:
         stamp = bytes((NOW.year - 2000, NOW.month, NOW.day, NOW.hour, NOW.minute, NOW.second))
-        head = bytes((0x0B, 0x8A)) + stamp + raw[-6:-4]
+        head = bytes((0x0B, 0x8A)) + stamp + serial
         return b"\x78\x78" + head + crc_itu(head).to_bytes(2, "big") + b"\r\n"
-    return None
+    if kind == 0x2A:  # address request: a 0x97 with no address, serial 0
+        head = bytes.fromhex("0015970b00000000") + b"NA&&NA&&0##" + bytes(2)
+        return b"\x79\x79" + head + crc_itu(head).to_bytes(2) + b"\r\n"
+    if raw[0] == 0x78:
+        return None if kind in TRACCAR_SILENT_SHORT else standard_ack(kind, serial)
+    if kind in TRACCAR_ANSWERED_LONG_FORM:
+        return long_ack(kind, serial)
+    return standard_ack(kind, serial) if kind in TRACCAR_ANSWERED_LONG else None
 
 
 def check_frame_facts(vector: Vector) -> None:
@@ -945,3 +974,111 @@ def test_family_exports() -> None:
     assert gt06.FAMILY.decode is gt06.decode
     assert gt06.FAMILY.encode_command is gt06.encode_command
     assert gt06.FAMILY.command_outcome is gt06.command_outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies a server owes and the types added for them (issue 13)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_address_request_gets_an_empty_address() -> None:
+    """gt06:155 (0x2A, VL03 §6): traccar's answer, a `79 79` 0x97 with server flag 0 and the
+    address `NA&&NA&&0##`, which stops the device asking; the request's GPS block is read."""
+    decoded, _ = decode_datagram(vector_raw(155))
+    (item,) = decoded
+    head = bytes.fromhex("0015970b00000000") + b"NA&&NA&&0##" + bytes(2)
+    assert item.ack == b"\x79\x79" + head + crc_itu(head).to_bytes(2) + b"\r\n"
+    assert item.message.latitude is not None
+
+
+def test_lbs_address_request_carries_its_cell() -> None:
+    """gt06:88 (0xA7): the cell traccar reads, and the general acknowledgement."""
+    (item,), _ = decode_datagram(vector_raw(88))
+    assert item.message.type is MessageType.LBS
+    assert [(c.mcc, c.mnc) for c in item.message.cells] == [(460, 0)]
+    assert item.ack == standard_ack(0xA7, vector_raw(88)[-6:-4])
+
+
+@pytest.mark.parametrize(
+    ("line", "answered"),
+    [(154, True), (149, True), (125, False)],
+)
+def test_unknown_types_are_answered_where_the_protocol_allows(
+    line: int, answered: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Types nobody documents: a `78 78` frame gets the general acknowledgement (traccar's
+    catch-all; gt06:154 has no room for a serial and quotes what traccar reads there), a
+    `79 79` one nothing. Each is logged once."""
+    monkeypatch.setattr(session_module, "_unknown_logged", set())
+    raw = vector_raw(line)
+    with caplog.at_level("INFO", logger="custom_components.tk970.protocol.session"):
+        session = Session()
+        items = session.feed(raw, NOW) + session.feed(raw, NOW)
+    assert len(items) == 2
+    kind = raw[4] if raw[0] == 0x79 else raw[3]
+    for item in items:
+        assert isinstance(item, Decoded)
+        assert item.ack == (standard_ack(kind, raw[-6:-4]) if answered else None)
+    logged = [r.getMessage() for r in caplog.records if "Unknown gt06" in r.getMessage()]
+    assert len(logged) == 1
+    assert f"{kind:#04x}" in logged[0]
+    assert ("not answered" in logged[0]) is not answered
+
+
+def test_alarm_module_4g() -> None:
+    """0x39 (Jimi 4G, traccar `MSG_ALARM_MODULE`; no capture exists, built on its layout):
+    GPS, cell type 3 (4G sizes) and its signal WORD, status, alarm with the language high
+    nibble, language, then modules: battery 0x0018 and level 0x006A."""
+    cell = bytes.fromhex("03 01cc 00 00001a2b 0000000001234567 0042")
+    status = bytes.fromhex("86 05 04 01 02")  # relay + ACC + charging; SOS; English
+    modules = bytes.fromhex("0018 02 0190 006a 01 4b")
+    message = decode_frame(frame(0x39, GPS_BLOCK + cell + status + modules))
+    assert message.type is MessageType.ALARM
+    assert message.alarms == (Alarm.SOS,)
+    assert (message.relay, message.ignition, message.charging) == (True, True, True)
+    assert (message.cells[0].lac, message.cells[0].cid) == (0x1A2B, 0x1234567)
+    assert message.battery_voltage == 4.0
+    assert message.battery_percent == 75.0
+    assert message.latitude is not None
+
+
+def test_wifi_alarm_4g() -> None:
+    """0xA9 (Jimi 4G, traccar `MSG_WIFI_ALARM`; built on its layout): date, MCC, MNC, 4G flag,
+    counted cells, timing advance, Wi-Fi list, alarm + language (high nibble extends it)."""
+    date = bytes.fromhex("1a0b18080000")
+    cells = bytes.fromhex("01cc 00 01 02 00001a2b 0000000001234567 3c 00001a2c 0000000001234568 40")
+    wifi = bytes.fromhex("ff 02 112233445566 c8 aabbccddeeff b0")
+    alarm = bytes.fromhex("01 10")  # language 0x10: alarm 0x0101 is not SOS
+    message = decode_frame(frame(0xA9, date + cells + wifi + bytes.fromhex("0102")))
+    assert message.type is MessageType.ALARM
+    assert message.alarms == (Alarm.SOS,)
+    assert [c.cid for c in message.cells] == [0x1234567, 0x1234568]
+    assert [w.mac for w in message.wifi] == ["11:22:33:44:55:66", "aa:bb:cc:dd:ee:ff"]
+    assert message.time == datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    jamming = decode_frame(frame(0xA9, date + cells + wifi + alarm))
+    assert jamming.alarms == (), "0x0101 has no name of ours and no meaning in traccar"
+
+
+@pytest.mark.parametrize(
+    ("line", "odometer_km", "why"),
+    [
+        (13, 19.249, "0xA2 LW4G: odometer DWORD (m) after the language byte"),
+        (25, 0.037, "0x22 SeeWorld (0x2F long): odometer after the three tail bytes"),
+        (52, 32.89, "0x12 S5 (0x2B long): odometer in 10 m after oil and temperature"),
+        (68, 62.045, "0x70 module 0x2E, big-endian (traccar reads it little-endian)"),
+        (69, 61.633, "0x70 module 0x2E, three weeks before gt06:68: less distance"),
+        (77, 1450.313, "0x34 X1: odometer after the terminal info word"),
+    ],
+)
+def test_mileage(line: int, odometer_km: float, why: str) -> None:
+    decoded, _ = decode_datagram(vector_raw(line))
+    assert decoded[-1].message.odometer_km == pytest.approx(odometer_km), why
+
+
+def test_mileage_after_the_report_tail() -> None:
+    """VL03's 0x22 with its optional "mileage statistics" DWORD: gt06:106 with 4 bytes more."""
+    raw = vector_raw(106)
+    content = raw[4:-6] + (123_456).to_bytes(4, "big")
+    message = decode_frame(frame(0x22, content, int.from_bytes(raw[-6:-4], "big")))
+    assert message.odometer_km == pytest.approx(123.456)
+    assert decode_frame(raw).odometer_km is None

@@ -391,7 +391,9 @@ def test_v4_long_form_reply() -> None:
     assert message.reply.command == "S20"
     assert message.reply.reference == 130305
     assert message.reply.result is CommandResult.SUCCESS
-    assert message.reply.relay is None
+    # its status word F7FFFBFF has bit 27 clear: the relay is engaged after the cut
+    assert message.reply.relay is True
+    assert message.relay is True
     assert decode_one(_vector(61).raw)[0].reply.result is CommandResult.FAILURE  # type: ignore[union-attr]
 
 
@@ -513,6 +515,8 @@ LOCATE = Command(kind=CommandKind.LOCATE)
 INTERVAL = Command(kind=CommandKind.SET_INTERVAL, interval=30)
 RAW = Command(kind=CommandKind.RAW, text="SCF,0,0")
 POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
+#: The same with status bit 27 clear: the relay engaged.
+POSITION_CUT = POSITION.replace(b"FFFFFBFF", b"F7FFFBFF")
 
 
 @pytest.mark.parametrize(
@@ -521,7 +525,7 @@ POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
         # long form with a position, quoting our time
         (
             CUT,
-            b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION + b"#",
+            b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION_CUT + b"#",
             CommandOutcome(CommandResult.SUCCESS, "S20,DONE", True),
         ),
         (
@@ -529,15 +533,37 @@ POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
             b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION + b"#",
             CommandOutcome(CommandResult.SUCCESS, "S20,DONE", False),
         ),
+        # "DONE", but the status word shows the relay released: the state decides
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,DONE,010203," + POSITION + b"#",
+            CommandOutcome(CommandResult.FAILURE, "S20,DONE", False),
+        ),
+        # the H02 document's result code: 80 done, 00 failed (the relay as the word says)
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,80,010203," + POSITION_CUT + b"#",
+            CommandOutcome(CommandResult.SUCCESS, "S20,80", True),
+        ),
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,00,010203," + POSITION + b"#",
+            CommandOutcome(CommandResult.FAILURE, "S20,00", False),
+        ),
+        (
+            CUT,
+            b"*HQ,4106011660,V4,S20,01,010203," + POSITION + b"#",
+            CommandOutcome(CommandResult.UNSUPPORTED, "S20,01", False),
+        ),
         (
             CUT,
             b"*HQ,4106011660,V4,S20,ERROR,010203," + POSITION + b"#",
-            CommandOutcome(CommandResult.FAILURE, "S20,ERROR", None),
+            CommandOutcome(CommandResult.FAILURE, "S20,ERROR", False),
         ),
         (
             CUT,
             b"*HQ,4106011660,V4,S20,NOT SUPPORT,010203," + POSITION + b"#",
-            CommandOutcome(CommandResult.UNSUPPORTED, "S20,NOT SUPPORT", None),
+            CommandOutcome(CommandResult.UNSUPPORTED, "S20,NOT SUPPORT", False),
         ),
         # the short echo of the parameters states the relay (traccar issue 5417)
         (
@@ -616,3 +642,44 @@ def test_relay_round_trip_through_a_session() -> None:
     assert isinstance(items[0], Decoded)
     outcome = session.command_outcome(CUT, sent, items[0].message)
     assert outcome == CommandOutcome(CommandResult.SUCCESS, "S20,1,1", True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Relay state and odometer (issue 13)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_relay_is_status_bit_27() -> None:
+    """Bit 27 of the status word, active low, is the relay ("vehicle in the cut-off oil &
+    engine state", H02 document V1.0.5): clear only in traccar's S20 confirmation test frame
+    (h02:62, F7FFFBFF); set in every other status word of h02.jsonl."""
+    for vector in load("h02"):
+        if not vector.uplink:
+            continue
+        decoded, _ = decode_datagram(vector.raw)
+        for item in decoded:
+            message = item.message
+            if message.alarm_states:  # the frame carries a status word
+                assert message.relay is (vector.line == 62), vector.id
+
+
+def test_relay_in_a_binary_record() -> None:
+    """The same word ends binary records (h02:29 with bit 27 cleared)."""
+    raw = bytearray(_vector(29).raw)
+    assert raw[25:29] == bytes.fromhex("ffffdfff")
+    raw[25] = 0xF7
+    message, _ = decode_one(bytes(raw))
+    assert message.relay is True
+    assert decode_one(_vector(29).raw)[0].relay is False
+
+
+def test_odometer_tail() -> None:
+    """traccar's H02ProtocolDecoderTest line 107: `odometer,temperature,fuel,altitude,lac,cid`
+    after the status word; the odometer in metres, as traccar stores it."""
+    frame = (
+        b"*HQ,2130510938,V1,012632,A,0520.0663,N,10028.6324,E,0.286,023,100317,FFFFDFFF,"
+        b"69129336,0,100.0,18,5141,5A20#"
+    )
+    message, _ = decode_one(frame)
+    assert message.odometer_km == pytest.approx(69129.336)
+    assert message.altitude_m == 18

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, strategies as st
 import pytest
 
-from custom_components.tk970.protocol import jt808
+from custom_components.tk970.protocol import jt808, session as session_module
 from custom_components.tk970.protocol.codec import jt808_escape, jt808_unescape, xor_checksum
 from custom_components.tk970.protocol.commands import (
     RELAY_DIALECTS,
@@ -81,6 +81,7 @@ FLOAT_FIELDS = {
     "altitude_m": "altitude_m",
     "battery_v": "battery_voltage",
     "power_v": "power_voltage",
+    "odometer_km": "odometer_km",
 }
 INFO_KEYS = ("iccid", "imei", "timezone")
 
@@ -97,7 +98,17 @@ DEVIATIONS: dict[int, list[tuple[str, Any, str]]] = {
         ("serial", 12, _LITERAL_7D),
         ("terminal_id_hex", "4f07788ef87d", _LITERAL_7D),
     ],
-    45: [("checksum_ok", True, _LITERAL_7D)],
+    45: [
+        ("checksum_ok", True, _LITERAL_7D),
+        (
+            "odometer_km",
+            8.6,
+            (
+                "item 0x01 holds 0x56 = 8.6 km; the vector read item 0xFE's sub-record 0x01 "
+                "as mileage, which traccar decodes as the driving-event word"
+            ),
+        ),
+    ],
     65: [
         (
             "kind",
@@ -882,3 +893,145 @@ def test_splitter_does_not_swallow_the_next_flag() -> None:
     cut = split_jt808(short + following, Mode.STREAM)
     assert cut == Cut(len(short), None, short[1:-1])
     assert split_jt808(following, Mode.STREAM) == Cut(len(following), None, following[1:-1])
+
+
+# -- Replies a server owes (issue 13): time sync, CC888 heartbeat, unknown types ----------------
+# No capture of 0x0109 or 0x0506 exists in jt808.jsonl or traccar's tests: these frames are
+# built on the layouts traccar answers (Jt808ProtocolDecoder), with a real terminal id.
+
+
+def test_time_sync_is_answered_with_utc() -> None:
+    """0x0109 gets 0x8109: year WORD, month, day, hour, minute, second (UTC), result 0."""
+    session = Session()
+    now = datetime(2026, 11, 24, 23, 59, 58, tzinfo=UTC)
+    (item,) = session.feed(_frame(0x0109, "009590068983", 0x21, b""), now)
+    assert isinstance(item, Decoded)
+    assert item.message.type is MessageType.OTHER
+    assert item.message.device_id == "009590068983"
+    assert item.ack == _frame(0x8109, "009590068983", 0, bytes.fromhex("07ea0b18173b3a00"))
+
+
+def test_cc888_heartbeat_is_acknowledged() -> None:
+    message, ack = _one(_frame(0x0506, T, 0x0102, b""))
+    assert message.type is MessageType.HEARTBEAT
+    assert ack == _frame(0x8001, T, 0, bytes.fromhex("0102050600"))
+
+
+def test_unknown_uplink_is_answered_and_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message id we do not know gets the standard's general response (so the terminal
+    stops resending it), and one log line per process however often it comes."""
+    monkeypatch.setattr(session_module, "_unknown_logged", set())
+    session = Session()
+    with caplog.at_level("INFO", logger="custom_components.tk970.protocol.session"):
+        first = session.feed(_frame(0x0F42, T, 7, b"\x01\x02"), NOW)
+        second = session.feed(_frame(0x0F42, T, 8, b"\x01\x02"), NOW)
+    assert [item.ack for item in first + second] == [  # type: ignore[union-attr]
+        _frame(0x8001, T, 0, bytes.fromhex("00070f4200")),
+        _frame(0x8001, T, 1, bytes.fromhex("00080f4200")),
+    ]
+    lines = [r.getMessage() for r in caplog.records if "0x0f42" in r.getMessage()]
+    assert len(lines) == 1
+    assert all(word in lines[0] for word in ("jt808", "answered", T))
+    assert session.stats.unknown_types == 2
+
+
+def test_known_uplinks_are_not_logged_as_unknown(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "_unknown_logged", set())
+    with caplog.at_level("INFO", logger="custom_components.tk970.protocol.session"):
+        for vector in load("jt808"):
+            if vector.uplink:
+                Session().feed(vector.raw, NOW)
+    assert not [r for r in caplog.records if "Unknown" in r.getMessage()]
+
+
+def test_driver_identity_and_acceleration_get_the_general_response() -> None:
+    """0x0702 (standard) and 0x2070 (vendor) are known but have nothing for the model; the
+    standard's general response answers them (jt808.jsonl lines 8 and 55)."""
+    vectors = {v.line: v for v in load("jt808")}
+    for line, message_id in ((8, 0x0702), (55, 0x2070)):
+        (item,) = _decode(vectors[line])
+        serial = vectors[line].expect["serial"]
+        body = serial.to_bytes(2, "big") + message_id.to_bytes(2, "big") + b"\x00"
+        terminal = vectors[line].expect["terminal_id_hex"]
+        assert item.ack == _frame(0x8001, terminal, 0, body)
+
+
+def test_captured_authentication_reply_in_its_session() -> None:
+    """jt808:115's captured reply carries server serial 1: in that session our registration
+    reply went first (serial 0). Replayed the same way, our reply is byte for byte the one
+    captured."""
+    vector = next(v for v in load("jt808") if v.line == 115)
+    registration = _frame(0x0100, "024530313349", 0, bytes(4) + b"BSJGP" + bytes(20) + b"0313349")
+    session = Session()
+    session.feed(registration, NOW)
+    (item,) = session.feed(vector.raw, NOW)
+    assert isinstance(item, Decoded)
+    assert item.ack == bytes.fromhex(vector.data["ack_hex"])
+
+
+# -- Odometer: item 0x01 and the 18-byte non-item tail -------------------------------------------
+
+
+def test_mileage_item_is_the_odometer() -> None:
+    """Item 0x01 is a DWORD of 0.1 km (jt808:28, TK-Star 4G: 0x5b3f = 2335.9 km)."""
+    vector = next(v for v in load("jt808") if v.line == 28)
+    (item,) = _decode(vector)
+    assert item.message.odometer_km == pytest.approx(2335.9)
+    assert item.message.as_dict()["odometer_km"] == pytest.approx(2335.9)
+
+
+def test_fixed_tail_is_not_read_as_items() -> None:
+    """jt808:59 (Carscop) ends with 18 bytes that are not items: odometer DWORD km, battery
+    WORD 0.1 V, area DWORD, signal; read as items they would be five empty 0x00 items and an
+    overrun."""
+    vector = next(v for v in load("jt808") if v.line == 59)
+    (item,) = _decode(vector)
+    message = item.message
+    assert message.odometer_km == 0.0
+    assert message.battery_voltage == 12.0
+    assert message.gsm_signal == round(0x18 * 100 / 31)
+    assert message.latitude == pytest.approx(vector.expect["latitude"])
+
+
+def test_items_that_fit_eighteen_bytes_stay_items() -> None:
+    """An 18-byte tail that reads as items ending exactly at the end is items (jt808:85)."""
+    vector = next(v for v in load("jt808") if v.line == 85)
+    (item,) = _decode(vector)
+    assert item.message.odometer_km == pytest.approx(vector.expect["odometer_km"])
+
+
+@pytest.mark.parametrize(
+    ("line", "cells"),
+    [
+        (18, [(460, 0, 0x2626, 0x0FF1, 0x13)]),  # 0x53 with a DWORD cell id
+        (34, [(639, 3, 0x45, 0x6F07, 0x3E)]),  # 0x53 as G10LS has it
+        (26, [(724, 3, 0x79B8, 0x01142303, 0x3C)]),  # 0x5D, in Sao Paulo
+        (66, []),  # 0x53 all zeros: no cell
+    ],
+)
+def test_counted_cell_items(line: int, cells: list[tuple[int, ...]]) -> None:
+    """Items 0x53 / 0x5D (G10LS Table 20): a count, then MCC, MNC, LAC, cell id, signal."""
+    vector = next(v for v in load("jt808") if v.line == line)
+    (item,) = _decode(vector)
+    assert [(c.mcc, c.mnc, c.lac, c.cid, c.rssi) for c in item.message.cells] == cells
+
+
+def test_six_4g_cells() -> None:
+    """jt808:45 lists six 4G cells in item 0x5D (and three more in 0xE1)."""
+    vector = next(v for v in load("jt808") if v.line == 45)
+    (item,) = _decode(vector)
+    assert len({(c.lac, c.cid) for c in item.message.cells if c.mcc == 460}) >= 6
+
+
+def test_counted_wifi_item() -> None:
+    """Item 0x54: a count, then MAC and signal per access point (no capture exists)."""
+    body = bytes(28) + b"\x54\x0f\x02" + bytes.fromhex("112233445566c8aabbccddeeffb0")
+    message, _ack = _one(_frame(0x0200, T, 1, body))
+    assert [(w.mac, w.rssi) for w in message.wifi] == [
+        ("11:22:33:44:55:66", -56),
+        ("aa:bb:cc:dd:ee:ff", -80),
+    ]

@@ -57,10 +57,13 @@ def decode(inputs: Iterable[str], *, stream: bool, jt808_offset: timedelta, out:
             failed |= _render_error(f"invalid hex input: {text.strip()[:80]}", out)
             continue
         now = datetime.now(UTC)
-        current = session or Session(
-            datagram=True, jt808_utc_offset=jt808_offset, learn_jt808_offset=False
-        )
-        failed |= _render(current.feed(data, now), out)
+        if session is not None:
+            failed |= _render(session.feed(data, now), out)
+            continue
+        # A datagram stands alone: a fragment of a JT808 sub-packaged message in it, without
+        # the rest, is reported as lost.
+        datagram = Session(datagram=True, jt808_utc_offset=jt808_offset, learn_jt808_offset=False)
+        failed |= _render(datagram.feed(data, now) + datagram.close(now), out)
     if session is not None:
         failed |= _render(session.close(datetime.now(UTC)), out)
     return 1 if failed else 0

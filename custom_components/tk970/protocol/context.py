@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from .commands import Command, CommandOutcome, EncodedCommand
 from .messages import Message
+from .reassembly import Reassembly
 
 #: JT/T 808 says terminals report GMT+8 (protocols.md §3.10); the transport may learn better.
 JT808_DEFAULT_OFFSET = timedelta(hours=8)
@@ -40,6 +41,8 @@ class Context:
     jt808_2019: bool = False
     #: JT808-2019 protocol version byte, echoed in our headers
     jt808_version: int = 1
+    #: JT808 sub-packaged messages in progress (created by the first fragment)
+    jt808_fragments: Reassembly | None = None
     #: Watch maker code the device frames with ("SG", "3G" ...) and whether it adds a frame index
     watch_maker: str | None = None
     watch_indexed: bool = False
@@ -57,11 +60,14 @@ class Context:
 class FrameResult(NamedTuple):
     """What one frame decodes to: zero or more messages (a batch gives several) and the reply.
 
-    `ack` is the exact bytes to send back at once, or None when nothing is due.
+    `ack` is the exact bytes to send back at once, or None when nothing is due. `unknown`
+    names a message type the family does not know (`"0x08"`), so that the session can log it
+    once; such a frame is still answered where the protocol has a generic acknowledgement.
     """
 
     messages: tuple[Message, ...]
     ack: bytes | None = None
+    unknown: str | None = None
 
 
 class Family(NamedTuple):
@@ -74,8 +80,14 @@ class Family(NamedTuple):
       `CommandError` when the family or dialect cannot express it.
     - `command_outcome(command, sent, message)`: whether `message` answers `sent`, and how; None
       when it is not an answer to it.
+    - `fast(data, ctx)`, optional: a read that is exactly one complete frame of a layout the
+      family sends most (a location, a heartbeat, a login) decoded straight, or None to let
+      the general path (splitter, then `decode`) do it. It must give what the general path
+      gives, to the byte, and change nothing when it returns None (tests/protocol/
+      test_fastpath.py holds it to that on every vector and on random mutations).
     """
 
     decode: Callable[[bytes, Context, bytes | None], FrameResult]
     encode_command: Callable[[Command, Context], EncodedCommand]
     command_outcome: Callable[[Command, EncodedCommand, Message], CommandOutcome | None]
+    fast: Callable[[bytes, Context], FrameResult | None] | None = None

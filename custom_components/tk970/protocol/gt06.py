@@ -12,19 +12,33 @@ fields of our `Message`; anything else becomes an OTHER message with its serial.
 decodes from its own bytes: the splitter may have cut it by scanning for `0D 0A` because its
 length byte is wrong, so fixed fields are read from the start and the serial and CRC from the
 end, exactly where traccar reads them.
+
+Replies follow traccar, which answers every `78 78` packet it does not return from early, known
+or not (see `_UNANSWERED`). `decode_fast` reads the reports a fleet sends most without the
+splitter and the per-frame draft (the session's fast path).
 """
 
 from __future__ import annotations
 
+from binascii import crc_hqx
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from functools import lru_cache
+from functools import lru_cache, partial
 import re
 import struct
 from typing import Any
 
-from .codec import bcd_datetime, bcd_digits, crc_itu, is_bcd, mac_text, make_utc
+from .codec import (
+    REFLECT as _REFLECT,
+    bcd_datetime,
+    bcd_digits,
+    crc_itu,
+    gt06_crc_ok,
+    is_bcd,
+    mac_text,
+    make_utc,
+)
 from .commands import (
     Command,
     CommandKind,
@@ -56,6 +70,7 @@ class PacketType(IntEnum):
     GPS_LBS_OFFLINE = 0x11  #: GPS + LBS with 2-byte MNC and 4-byte cell id (gt06:48)
     GPS_LBS = 0x12  #: classic GPS + LBS report (§5.4)
     STATUS = 0x13  #: heartbeat / status (§5.3); reply required
+    SATELLITE = 0x14  #: satellite details (traccar names it, decodes nothing)
     STRING = 0x15  #: command reply, old form (§5.7)
     GPS_LBS_STATUS = 0x16  #: GPS + LBS + status + alarm (§5.5); reply required
     WIFI = 0x17  #: Wi-Fi + cells, count in the length byte (§5.6); GPS + RFID when 0x28 long
@@ -67,6 +82,7 @@ class PacketType(IntEnum):
     GPS_LBS_UTC = 0x22  #: GPS + LBS + ACC + re-upload flag, UTC (§5.4)
     HEARTBEAT = 0x23  #: GK310 heartbeat (gt06:82)
     LBS_MULTIPLE_3 = 0x24  #: multi-cell LBS; vendor layouts by length (gt06:43, gt06:46)
+    GPS_LBS_DRIVER = 0x25  #: XT40 GPS report with a driver id (gt06:168, model specific)
     GPS_LBS_STATUS_UTC = 0x26  #: 0x16 in UTC (§5.5)
     GPS_LBS_STATUS_FENCES = 0x27  #: 0x26 + fence number (§5.5)
     LBS_MULTIPLE = 0x28  #: serving + 6 neighbour cells, UTC (§5.6)
@@ -82,13 +98,22 @@ class PacketType(IntEnum):
     STATUS_2 = 0x36  #: Jimi 4G status with modules; TRX16I GPS layout when 0x35 long
     GPS_LBS_3 = 0x37  #: 0x22 layout + module
     GPS_LBS_8 = 0x38  #: GPS + upload mode + re-upload + typed cell (gt06:8)
+    ALARM_MODULE = 0x39  #: Jimi 4G alarm: GPS, typed cell, status, alarm, status modules
+    BMS = 0x40  #: WD-209 battery management data (not decoded)
+    MULTIMEDIA = 0x41  #: WD-209 photo upload (not decoded), answered in the `79 79` form
+    DTC = 0x65  #: FM08ABC fault codes (not decoded)
+    PID = 0x66  #: FM08ABC engine values (not decoded, gt06:56)
     IBUTTON = 0x61  #: IMEI + GPS + LBS + iButton id (gt06:5)
     WIFI_2 = 0x69  #: Wi-Fi + cells, count in the length byte (§5.6)
     GPS_MODULAR = 0x70  #: modules (type, length, data): GPS, event, cell, battery
     COMMAND = 0x80  #: server -> device online command (§5.7)
+    COMMAND_1 = 0x81  #: server message; a device echoing one is not answered (gt06:145)
+    COMMAND_2 = 0x82  #: server message
     TIME_REQUEST = 0x8A  #: the device asks for the UTC time (§5.7)
+    OBD = 0x8C  #: FM08ABC OBD values (not decoded, gt06:57)
     INFO = 0x94  #: information transfer, sub-typed (VL03 §9)
     ALARM_VIDEO = 0x95  #: JC100 / JC400 camera alarm
+    ADDRESS_RESPONSE = 0x97  #: server -> device: the address asked for by 0x2A (`79 79`)
     SERIAL_PASSTHROUGH = 0x9B  #: external serial device data
     GPS_LBS_4G = 0xA0  #: 0x22 with 4G cell sizes (§5.4)
     LBS_4G = 0xA1  #: 0x28 with 4G cell sizes (§5.6)
@@ -96,7 +121,12 @@ class PacketType(IntEnum):
     FENCE_SINGLE = 0xA3  #: GK310 fence report; SeeWorld status when 0x0C / 0x18 long
     FENCE_MULTI_4G = 0xA4  #: 0x27 with 4G cell sizes (§5.5)
     LBS_ALARM_4G = 0xA5  #: 0x19 with 4G cell sizes
+    LBS_ADDRESS = 0xA7  #: GK310: a cell and a phone number, asking for an address (gt06:88)
+    WIFI_ALARM = 0xA9  #: Jimi 4G: cells, Wi-Fi list, alarm (traccar)
+    ATTENDANCE = 0xB0  #: Jimi 4G attendance (not decoded)
+    BLUETOOTH_CLOCK = 0xB2  #: Jimi 4G Bluetooth tag clocking (not decoded)
     DEVICE_STATUS = 0xF1  #: Jimi 4G status items (gt06:3)
+    PERIPHERAL = 0xF2  #: VL842 peripheral status (not decoded, gt06:15)
     WIFI_4 = 0xF3  #: Wi-Fi list without RSSI (gt06:58)
     VENDOR_INFO = 0xFD  #: firmware banner
 
@@ -107,15 +137,35 @@ _UTC_TYPES = frozenset(
     {0x22, 0x26, 0x27, 0x28, 0x2A, 0x8A, 0xA0, 0xA1, 0xA2, 0xA4, 0xA5, 0x32, 0x33, 0x70}
 )
 
-#: Packet types answered with `78 78 05 <type> <serial> <crc> 0D 0A`: those gt06.jsonl carries an
-#: `ack_hex` for (login, status and alarms are required by VL03; traccar also acknowledges
-#: locations and LBS reports), plus the GPS types traccar answers alike (0x1A, 0x2D, 0x37).
-_ACK_TYPES = frozenset(
+# Which frames are answered, and how, follows traccar's `Gt06ProtocolDecoder` (the reference
+# server; VL03 requires the login, status and alarm replies, devices tolerate the others):
+#
+# * A `78 78` frame is answered `78 78 05 <type> <serial> <crc> 0D 0A`, whatever its type,
+#   unknown ones included (traccar's catch-all branch), except the types in `_UNANSWERED` and
+#   those with a reply of their own (Wi-Fi echo 0x17/0x69, time 0x8A, address 0x2A).
+# * A `79 79` frame is answered only when its type is one traccar decodes as a report or
+#   status (`_ANSWERED_LONG`), and still in the `78 78` form; 0x32, 0x33 and 0x41 are answered
+#   in the `79 79` form (`_ANSWERED_LONG_FORM`).
+
+#: `78 78` types traccar does not answer: text replies, information, serial data, OBD, the
+#: Wi-Fi list without RSSI, photo data, server-side messages echoed back, and vendor frames it
+#: returns from early (X1 0x34, 0x38).
+_UNANSWERED = frozenset({0x21, 0x34, 0x35, 0x38, 0x80, 0x81, 0x82, 0x8C, 0x94, 0x9B, 0xF3})
+#: `79 79` types answered (in the `78 78` form), as the reports, status and alarm frames they
+#: are, plus the explicit acknowledgements of 0x40, 0x70, 0xF1 and 0xF2.
+_ANSWERED_LONG = frozenset(
     {
-        0x01, 0x10, 0x11, 0x12, 0x13, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1E, 0x22, 0x23,
-        0x24, 0x26, 0x27, 0x28, 0x2D, 0x2E, 0x37, 0xA0, 0xA1, 0xA4, 0xA5,
+        0x01, 0x10, 0x11, 0x12, 0x13, 0x15, 0x16, 0x18, 0x19, 0x1A, 0x1E, 0x22, 0x23, 0x24,
+        0x25, 0x26, 0x27, 0x28, 0x2C, 0x2D, 0x2E, 0x31, 0x37, 0x39, 0x40, 0x61, 0x70, 0x95,
+        0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA7, 0xA9, 0xB2, 0xF1, 0xF2,
     }
 )  # fmt: skip
+#: `79 79` types answered in the `79 79` form (AZ735 0x32 / 0x33, WD-209 multimedia 0x41).
+_ANSWERED_LONG_FORM = frozenset({0x32, 0x33, 0x41})
+#: 0x34 frames this long are SL4X cell lists, answered like any LBS report (traccar).
+_SL4X_LENGTH = 0x37
+#: Every protocol number this module knows; others are logged once as unknown.
+_KNOWN = frozenset(PacketType)
 
 #: Alarm byte of 0x16/0x26/0x27/0x19/0xA4/0xA5 (protocols.md §5.5). Where traccar differs, the
 #: vectors follow traccar: 0x0C "power on" and 0x25 are tampering (gt06:40, gt06:42), 0x09
@@ -256,7 +306,12 @@ _RELAY_RESTORED_TEXT = re.compile(r"restore|resume|\bHFYD\b", re.IGNORECASE)
 _RELAY_CUT_TEXT = re.compile(r"cut off|\bDYD\b", re.IGNORECASE)
 _FIRMWARE_BANNER = re.compile(rb"\[VERSION\]([\x20-\x5a\x5c-\x7e]+)")
 
+#: Building a NamedTuple through tuple.__new__ skips its Python-level __new__; the fast path
+#: gives every field, in `Message._fields` order.
+_new_message = partial(tuple.__new__, Message)
+
 _START_SHORT = b"\x78\x78"
+_START_LONG = b"\x79\x79"
 _STOP = b"\r\n"
 #: 0x9B data counts as text when every byte is printable ASCII or white space.
 _PRINTABLE = frozenset(range(0x20, 0x7F)) | frozenset(b"\r\n\t")
@@ -477,17 +532,39 @@ def _status(d: _Draft, off: int, *, alarm: bool, fence: bool = False) -> int:
 
 
 def _report_tail(d: _Draft, off: int, *, exact: bool) -> None:
-    """ACC, upload mode and re-upload bytes after the cell (0x22 family, §5.4).
+    """ACC, upload mode and re-upload bytes after the cell (0x22 family, §5.4), and the
+    mileage DWORD that may follow them (VL03 "mileage statistics").
 
     With `exact`, only when exactly those 3 bytes (or 3 + a mileage DWORD) remain, which is
-    how traccar recognises them in layouts that do not always carry them.
+    how traccar recognises them in layouts that do not always carry them. 0x37 follows them
+    with a module (id WORD, length, value) and SeeWorld's 0x2F-long 0x22 with more fields.
     """
     remaining = d.end - off
     if remaining < 3 or (exact and remaining not in (3, 7)):
         return
-    d.fields["ignition"] = d.data[off] > 0
-    if d.data[off + 2]:
+    data = d.data
+    d.fields["ignition"] = data[off] > 0
+    if data[off + 2]:
         d.fields["historical"] = True
+    if remaining == 7 or (d.kind == PacketType.GPS_LBS_UTC and d.length == _SEEWORLD_LENGTH):
+        _mileage(d, off + 3)
+    elif d.kind == PacketType.GPS_LBS_3 and remaining >= 6:
+        module, size = int.from_bytes(data[off + 3 : off + 5]), data[off + 5]
+        if remaining >= 6 + size:
+            if module == 0x002E and size == 4:
+                _mileage(d, off + 6)
+            elif module == 0x0027 and size == 2:
+                d.fields["power_voltage"] = _volts(data, off + 6)
+
+
+#: SeeWorld's 0x22 report (traccar variant SEEWORLD): the 3 tail bytes, then the odometer.
+_SEEWORLD_LENGTH = 0x2F
+
+
+def _mileage(d: _Draft, off: int, scale: int = 1) -> None:
+    """A mileage DWORD at `off`, in metres times `scale` (traccar stores GT06 mileage as
+    metres), as the odometer in km."""
+    d.fields["odometer_km"] = int.from_bytes(d.data[off : off + 4]) * scale / 1000
 
 
 def _volts(data: bytes, off: int, scale: float = 100.0) -> float:
@@ -512,26 +589,39 @@ def _login(d: _Draft) -> MessageType:
     data = d.data
     if len(data) < 8:
         raise FrameError("GT06 login without a terminal id")
-    digits = bcd_digits(data[:8])
-    imei = digits[1:] if digits[0] == "0" else digits
+    imei, info, offset = _login_facts(data, d.end)
     ctx = d.ctx
     ctx.device_id = imei
+    if offset is not None:
+        ctx.gt06_utc_offset = offset
+    ctx.info.update(info)
     d.fields["device_id"] = imei
+    d.fields["info"] = info
+    return MessageType.LOGIN
+
+
+@lru_cache(maxsize=1024)
+def _login_facts(
+    data: bytes, end: int
+) -> tuple[str, tuple[tuple[str, str], ...], timedelta | None]:
+    """The IMEI, the facts for the device description and the time zone of a login whose
+    content (`end` bytes before the serial) starts `data`. Raises FrameError for a non-BCD id."""
+    digits = bcd_digits(data[:8])
+    imei = digits[1:] if digits[0] == "0" else digits
     info = [("imei", imei)]
-    if d.end >= 10:
+    offset: timedelta | None = None
+    if end >= 10:
         info.append(("type_id", data[8:10].hex()))
-    if d.end >= 12:
+    if end >= 12:
         word = int.from_bytes(data[10:12])
         zone = word >> 4  # hours x 100 + minutes
         minutes = (zone // 100) * 60 + zone % 100
         if word & 0x08:  # west of Greenwich
             minutes = -minutes
-        ctx.gt06_utc_offset = timedelta(minutes=minutes)
+        offset = timedelta(minutes=minutes)
         sign = "-" if minutes < 0 else "+"
         info.append(("timezone", f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"))
-    ctx.info.update(info)
-    d.fields["info"] = tuple(info)
-    return MessageType.LOGIN
+    return imei, tuple(info), offset
 
 
 def _status_packet(d: _Draft) -> MessageType:
@@ -604,6 +694,8 @@ def _gps_lbs(d: _Draft) -> MessageType:
         _gsm_level(d, data[after + 3])
         if length == 0x2B and d.end > after + 4:
             _alarm_code(d, data[after + 4])
+            if d.end >= after + 12:  # then oil WORD, temperature, odometer in 10 m
+                _mileage(d, after + 8, scale=10)
     elif length == 0x21 and d.end >= after + 2:
         d.fields["ignition"] = bool(data[after] & 0x80)  # Benway input mask
     else:
@@ -639,8 +731,39 @@ def _gps_alarm(d: _Draft) -> MessageType:
         _status(d, _cell(d, off) or off + 8, alarm=False)
         return MessageType.ALARM
     fence = kind in (PacketType.GPS_LBS_STATUS_FENCES, PacketType.FENCE_MULTI_4G)
-    _status(d, _lbs_block(d, off), alarm=True, fence=fence)
+    off = _status(d, _lbs_block(d, off), alarm=True, fence=fence)
+    if not fence and d.end - off == 4:
+        _mileage(d, off)  # VL03 0x26: "mileage statistics" after the alarm and language
     return MessageType.ALARM
+
+
+def _alarm_module(d: _Draft) -> MessageType:
+    """0x39 (Jimi 4G): GPS, cell type, cell (4G sizes from type 3) and its signal, status,
+    alarm extended by the language byte, then status modules (traccar `MSG_ALARM_MODULE`)."""
+    off = _gps(d, 0)
+    data = d.data
+    if d.end <= off:
+        return _position_type(d)
+    lte = data[off] >= 3
+    after = _cell(d, off + 1, lac_size=4 if lte else 2, cid_size=8 if lte else 3)
+    if after is not None:
+        _status_modules(d, _status(d, after + (2 if lte else 1), alarm=True, fence=True))
+    return MessageType.ALARM
+
+
+def _status_modules(d: _Draft, off: int) -> None:
+    """(id WORD, length, value) modules after a status block: battery volts and level."""
+    data = d.data
+    while off + 3 <= d.end:
+        module, size = int.from_bytes(data[off : off + 2]), data[off + 2]
+        value = data[off + 3 : off + 3 + size]
+        if len(value) < size:
+            break
+        if module == 0x0018 and size >= 2:
+            d.fields["battery_voltage"] = int.from_bytes(value[:2]) / 100
+        elif module == 0x006A and size >= 1:
+            d.fields["battery_percent"] = float(min(value[0], 100))
+        off += 3 + size
 
 
 def _gps_lbs_8(d: _Draft) -> MessageType:
@@ -673,6 +796,8 @@ def _x1_gps(d: _Draft) -> MessageType:
     if d.end < 4:
         raise _TruncatedError
     off = _gps(d, 4) + 6  # terminal info word, odometer
+    if d.end >= off:
+        _mileage(d, off - 4)
     after = _cell(d, off, cid_size=4)
     if after is not None and d.end >= after + 8:
         d.fields["battery_voltage"] = _volts(d.data, after + 4)
@@ -692,17 +817,7 @@ def _status_2(d: _Draft) -> MessageType:
             d.fields["power_voltage"] = _volts(data, after + 7)
             d.fields["battery_voltage"] = data[after + 9] / 10
         return _position_type(d)
-    off = _status(d, 0, alarm=True)
-    while off + 3 <= d.end:
-        module, size = int.from_bytes(data[off : off + 2]), data[off + 2]
-        value = data[off + 3 : off + 3 + size]
-        if len(value) < size:
-            break
-        if module == 0x0018 and size >= 2:
-            d.fields["battery_voltage"] = int.from_bytes(value[:2]) / 100
-        elif module == 0x006A and size >= 1:
-            d.fields["battery_percent"] = float(min(value[0], 100))
-        off += 3 + size
+    _status_modules(d, _status(d, 0, alarm=True))
     return MessageType.ALARM if d.alarms else MessageType.HEARTBEAT
 
 
@@ -727,6 +842,8 @@ def _wifi_4g(d: _Draft) -> MessageType:
         _battery_level(d, data[after + 4])
         _gsm_level(d, data[after + 5])
         _alarm_code(d, data[after + 6])
+        if d.end >= after + 12:  # after the language byte
+            _mileage(d, after + 8)
     return _position_type(d)
 
 
@@ -766,6 +883,11 @@ def _modular(d: _Draft) -> MessageType:
             fields["hdop"] = data[at] / 10
         elif module == 0x03 and size >= 10:
             fields["info"] = (("iccid", data[at : at + 10].hex().rstrip("f")),)
+        elif module == 0x2E and size >= 4:
+            # Metres, big-endian like every other field: traccar reads it little-endian,
+            # which turns gt06:69 and gt06:68 (three weeks apart) into 3,253,731 km and
+            # 1,576,141 km; read big-endian they are 61.6 km and 62.0 km.
+            fields["odometer_km"] = int.from_bytes(data[at : at + 4]) / 1000
     if "latitude" in fields:
         return _position_type(d)
     if d.alarms:
@@ -906,6 +1028,32 @@ def _cell_list(
     `counted` (traccar's WANWAY S20 0x24): timing advance before the MCC, a cell count after
     the MNC and no Wi-Fi. Cells with LAC 0 are empty slots.
     """
+    _read_cell_list(d, lte=lte, wifi=wifi, cells=cells, cid_size=cid_size, counted=counted)
+    return _cell_list_type(d, wifi=wifi)
+
+
+def _cell_list_type(d: _Draft, *, wifi: bool) -> MessageType:
+    if d.wifi or (wifi and not d.cells):
+        d.fields["position_source"] = PositionSource.WIFI
+        return MessageType.WIFI
+    d.fields["position_source"] = PositionSource.LBS
+    return MessageType.LBS
+
+
+def _read_cell_list(
+    d: _Draft,
+    *,
+    lte: bool,
+    wifi: bool,
+    cells: int = 7,
+    cid_size: int = 3,
+    counted: bool = False,
+    typed: bool = False,
+) -> int:
+    """Read what `_cell_list` describes; return the offset after it.
+
+    `typed` (0xA9): after the MNC a byte says whether the cells have 4G sizes, then a count.
+    """
     data = d.data
     end = d.end
     if end < 9:
@@ -918,7 +1066,10 @@ def _cell_list(
     mnc = int.from_bytes(data[off + 2 : off + 2 + mnc_size])
     mcc &= 0x7FFF
     off += 2 + mnc_size
-    if counted:
+    if typed:
+        lte = off < end and data[off] > 0
+        off += 1
+    if counted or typed:
         cells = data[off] if off < end else 0
         off += 1
     lac_size = 4 if lte else 2
@@ -944,10 +1095,41 @@ def _cell_list(
             if any(mac):  # unused slots are zero-filled (gt06:84)
                 d.wifi.append(WifiAccessPoint(mac=mac_text(mac), rssi=data[off + 6]))
             off += 7
-    if d.wifi or (wifi and not d.cells):
-        fields["position_source"] = PositionSource.WIFI
-        return MessageType.WIFI
-    fields["position_source"] = PositionSource.LBS
+    return off
+
+
+def _wifi_alarm(d: _Draft) -> MessageType:
+    """0xA9 (Jimi 4G): date, MCC, MNC, 4G flag, counted cells, Wi-Fi list, then the alarm
+    byte extended by the language byte's high nibble (traccar `MSG_WIFI_ALARM`)."""
+    off = _read_cell_list(d, lte=False, wifi=True, typed=True)
+    if off + 2 <= d.end:
+        _alarm_code(d, (d.data[off + 1] >> 4) << 8 | d.data[off])
+    kind = _cell_list_type(d, wifi=True)
+    return MessageType.ALARM if d.alarms else kind
+
+
+#: The address traccar answers 0x2A with: none ("NA"), which stops the device asking.
+_NO_ADDRESS = b"NA&&NA&&0##"
+
+
+def _address_request(d: _Draft) -> MessageType:
+    """0x2A: a GPS block and a phone number; the device wants an address for an SMS.
+
+    Answered as traccar does, with a `79 79` 0x97 carrying no address (length, server flag 0,
+    `NA&&NA&&0##`) and serial 0, so the device stops asking (protocols.md §5.5).
+    """
+    content = bytes((len(_NO_ADDRESS),)) + bytes(4) + _NO_ADDRESS
+    d.ack = _packet(PacketType.ADDRESS_RESPONSE, content, bytes(2), long_form=True)
+    return _gps_only(d)
+
+
+def _lbs_address(d: _Draft) -> MessageType:
+    """0xA7 (GK310): a 2G cell, then a phone number asking for an address; traccar reads the
+    cell and answers with the general acknowledgement (gt06:88)."""
+    _cell(d, 0)
+    if not d.cells:
+        return MessageType.OTHER
+    d.fields["position_source"] = PositionSource.LBS
     return MessageType.LBS
 
 
@@ -1255,7 +1437,7 @@ _HANDLERS: dict[int, Callable[[_Draft], MessageType]] = {
     PacketType.GPS_LBS_STATUS_UTC: _gps_alarm,
     PacketType.GPS_LBS_STATUS_FENCES: _gps_alarm,
     PacketType.LBS_MULTIPLE: _lbs_multiple,
-    PacketType.ADDRESS_REQUEST: _gps_only,
+    PacketType.ADDRESS_REQUEST: _address_request,
     PacketType.LBS_WIFI: _lbs_wifi,
     PacketType.GPS_LBS_4: _gps_lbs_utc,
     PacketType.LBS_MULTIPLE_2: _lbs_multiple,
@@ -1266,6 +1448,7 @@ _HANDLERS: dict[int, Callable[[_Draft], MessageType]] = {
     PacketType.STATUS_2: _status_2,
     PacketType.GPS_LBS_3: _gps_lbs_utc,
     PacketType.GPS_LBS_8: _gps_lbs_8,
+    PacketType.ALARM_MODULE: _alarm_module,
     PacketType.IBUTTON: _ibutton,
     PacketType.WIFI_2: _wifi_counted_by_length,
     PacketType.GPS_MODULAR: _modular,
@@ -1279,6 +1462,8 @@ _HANDLERS: dict[int, Callable[[_Draft], MessageType]] = {
     PacketType.FENCE_SINGLE: _fence_single,
     PacketType.FENCE_MULTI_4G: _gps_alarm,
     PacketType.LBS_ALARM_4G: _lbs_alarm_4g,
+    PacketType.LBS_ADDRESS: _lbs_address,
+    PacketType.WIFI_ALARM: _wifi_alarm,
     PacketType.DEVICE_STATUS: _device_status,
     PacketType.WIFI_4: _wifi_4,
     PacketType.VENDOR_INFO: _vendor_info,
@@ -1307,9 +1492,13 @@ def _crc_ok(frame: bytes) -> bool:
     return crc_itu(frame[2:-4]) == int.from_bytes(frame[-4:-2])
 
 
-def _packet(kind: int, content: bytes, serial: bytes) -> bytes:
-    """A `78 78` packet: length, protocol number, content, serial, CRC, stop (§5.1)."""
-    head = bytes((len(content) + 5, kind)) + content + serial
+def _packet(kind: int, content: bytes, serial: bytes, *, long_form: bool = False) -> bytes:
+    """A `78 78` (or `79 79`) packet: length, protocol number, content, serial, CRC, stop (§5.1)."""
+    size = len(content) + 5
+    if long_form:
+        head = size.to_bytes(2) + bytes((kind,)) + content + serial
+        return _START_LONG + head + crc_itu(head).to_bytes(2) + _STOP
+    head = bytes((size, kind)) + content + serial
     return _START_SHORT + head + crc_itu(head).to_bytes(2) + _STOP
 
 
@@ -1336,12 +1525,15 @@ def decode(frame: bytes, ctx: Context, payload: bytes | None = None) -> FrameRes
     complete = size >= start + 7
     if complete:
         serial = frame[-6:-4]
-        checksum_ok = crc_itu(frame[2:-4]) == int.from_bytes(frame[-4:-2])
-        if kind in _ACK_TYPES:
-            draft.ack = _packet(kind, b"", serial)
+        checksum_ok = gt06_crc_ok(frame)
+        draft.ack = _default_ack(frame, kind, serial)
     else:
         serial = b""
         checksum_ok = False
+        if size >= 6:
+            # A frame with no room for a serial (`78 78 01 08 0D 0A`, gt06:154) is answered
+            # all the same, quoting the two bytes traccar reads as the serial.
+            draft.ack = _default_ack(frame, kind, frame[-6:-4])
     try:
         message_type = _HANDLERS.get(kind, _other)(draft)
     except _TruncatedError:
@@ -1371,7 +1563,216 @@ def decode(frame: bytes, ctx: Context, payload: bytes | None = None) -> FrameRes
         fields["cells"] = (cells[0],) if len(cells) == 1 else tuple(dict.fromkeys(cells))
     if draft.wifi:
         fields["wifi"] = tuple(draft.wifi)
-    return FrameResult((Message(**fields),), draft.ack)
+    unknown = None if kind in _KNOWN else f"{kind:#04x}"
+    return FrameResult((Message(**fields),), draft.ack, unknown)
+
+
+def _default_ack(frame: bytes, kind: int, serial: bytes) -> bytes | None:
+    """The general acknowledgement a frame gets, before any reply of its own (see `_UNANSWERED`)."""
+    if frame[0] == 0x78:
+        if kind in _UNANSWERED and not (kind == PacketType.X1_GPS and frame[2] == _SL4X_LENGTH):
+            return None
+        return _short_ack(kind, int.from_bytes(serial))
+    if kind in _ANSWERED_LONG_FORM:
+        return _packet(kind, b"", serial, long_form=True)
+    if kind in _ANSWERED_LONG:
+        return _short_ack(kind, int.from_bytes(serial))
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _short_ack(kind: int, serial: int) -> bytes:
+    """`78 78 05 <type> <serial> <CRC> 0D 0A`, kept for reuse: a fleet's devices count their
+    serials from 1 after every boot, so the same few hundred replies come back all the time."""
+    return _packet(kind, b"", serial.to_bytes(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path (`Family.fast`): one whole frame per read, the most common layouts decoded straight
+# ---------------------------------------------------------------------------------------------
+
+#: The GPS block and a 2G cell, as `0x12` and `0x22` carry them: date (6 bytes), satellites,
+#: latitude, longitude, speed, course/status, MCC, MNC, LAC, cell id (BYTE + WORD).
+_FAST_GPS_CELL = struct.Struct(">6sBIIBHHBHBH")
+#: The same with the 4G cell of `0xA0`: MCC, MNC, LAC DWORD, cell id QWORD.
+_FAST_GPS_CELL_4G = struct.Struct(">6sBIIBHHBIQ")
+_NO_STATES: frozenset[Alarm] = frozenset()
+_GT06 = Protocol.GT06
+_LOCATION = MessageType.LOCATION
+_HEARTBEAT = MessageType.HEARTBEAT
+_GNSS = PositionSource.GNSS
+_new_result = partial(tuple.__new__, FrameResult)
+
+
+def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
+    """A read that is exactly one well-formed frame, decoded without the splitter.
+
+    The splitter would cut such a read as one frame (its length field ends on `0D 0A`), so
+    `decode` is what the general path runs on it; the layouts a fleet sends most (GPS + LBS
+    `0x12`, `0x22`, `0xA0` and the `0x13` heartbeat in their standard sizes) are decoded
+    straight, the same fields in the same way (tests/protocol/test_fastpath.py).
+    Wi-Fi frames (`0x17`, `0x69`) are left to the splitter, which sizes them by their counts.
+    """
+    size = len(frame)
+    if size < 10 or frame[-1] != 0x0A or frame[-2] != 0x0D:
+        return None
+    if frame[0] == 0x78:
+        length = frame[2]
+        if frame[1] != 0x78 or length + 5 != size:
+            return None
+        kind = frame[3]
+        layout = _FAST_LAYOUTS.get(kind << 8 | length)
+        if layout is not None:
+            return layout(frame, ctx)
+        if kind in (0x17, 0x69):  # Wi-Fi: the splitter sizes them by their counts
+            return None
+    elif frame[0] != 0x79 or frame[1] != 0x79 or int.from_bytes(frame[2:4]) + 6 != size:
+        return None
+    return decode(frame, ctx)
+
+
+#: Packet times decoded recently: a fleet's reports share their second (a thousand trackers
+#: at 10 s send a hundred reports a second), and the datetime is the same object's worth.
+_times: dict[bytes | tuple[bytes, timedelta], datetime | None] = {}
+_MAX_TIMES = 1024
+
+
+def _fast_time(stamp: bytes, offset: timedelta | None) -> datetime | None:
+    """`_gps`'s reading of the 6 date bytes, remembered for the next report of that second."""
+    key = (stamp, offset) if offset else stamp  # a zero offset shifts nothing, like none
+    moment = _times.get(key, _times)
+    if moment is not _times:
+        return moment  # type: ignore[return-value]
+    year, month, day, hour, minute, second = stamp
+    try:
+        moment = datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        moment = None
+    else:
+        if offset:
+            moment -= offset
+    if len(_times) >= _MAX_TIMES:
+        _times.clear()
+    _times[key] = moment
+    return moment
+
+
+def _fast_position(frame: bytes, ctx: Context) -> FrameResult | None:
+    """`0x12` 0x1F long (nothing after the cell, VL03 §3, in the login's zone), `0x22` 0x22
+    long (ACC, upload mode, re-upload, UTC) or 0x26 long (and mileage), and `0xA0` 0x29 / 0x2D
+    long (the same with a 4G cell): what `_gps`, `_set_position`, `_cell` and `_report_tail`
+    read for these sizes."""
+    kind = frame[3]
+    if kind == 0xA0:  # GPS_LBS_4G
+        (stamp, satellites, lat_raw, lon_raw, speed, flags, mcc, mnc, lac, cid) = (
+            _FAST_GPS_CELL_4G.unpack_from(frame, 4)
+        )
+        end, offset = _FAST_END_4G, None
+    else:
+        (stamp, satellites, lat_raw, lon_raw, speed, flags, mcc, mnc, lac, cid, cid_low) = (
+            _FAST_GPS_CELL.unpack_from(frame, 4)
+        )
+        cid = cid << 16 | cid_low
+        end = _FAST_END
+        offset = None if kind == 0x22 else ctx.gt06_utc_offset  # GPS_LBS_UTC is UTC
+    if mcc & _MNC_WIDE or lat_raw > _MAX_LAT_RAW or lon_raw > _MAX_LON_RAW:
+        return None  # a 2-byte MNC shifts the layout; no coordinates: the general path
+    latitude = lat_raw / _COORDINATE_SCALE
+    longitude = lon_raw / _COORDINATE_SCALE
+    ignition = (flags & _ACC_ON != 0) if flags & _ACC_KNOWN else None
+    historical = False
+    odometer = None
+    tail = len(frame) - 6 - end
+    if tail:
+        ignition = frame[end] > 0
+        historical = frame[end + 2] > 0
+        if tail == 7:
+            odometer = int.from_bytes(frame[end + 3 : end + 7]) / 1000
+    serial = frame[-6] << 8 | frame[-5]
+    moment = _times.get(stamp if not offset else (stamp, offset), _times)
+    if moment is _times:
+        moment = _fast_time(stamp, offset)
+    reflected = frame.translate(_REFLECT)  # `gt06_crc_ok`, spelled out
+    checksum_ok = crc_hqx(reflected[2:-4], 0xFFFF) ^ 0xFFFF == int.from_bytes(reflected[-3:-5:-1])
+    message = _new_message(
+        (
+            _GT06, _LOCATION, ctx.device_id, moment, flags & _FIXED != 0,
+            latitude if flags & _NORTH else -latitude,
+            -longitude if flags & _WEST else longitude,
+            float(speed), float(flags & _COURSE_MASK), None, satellites & 0x0F, None, _GNSS,
+            (_shared_cell(mcc, mnc, lac, cid),) if lac or cid else (),
+            (), (), _NO_STATES, ignition, None, None, None, None, None, None, odometer,
+            serial, None, None, checksum_ok, historical, (), frame,
+        )
+    )  # fmt: skip
+    return _new_result(((message,), _short_ack(kind, serial), None))
+
+
+#: `_set_position`'s limits (90 and 180 degrees) on the raw values: exact, both are multiples.
+_MAX_LAT_RAW = 90 * _COORDINATE_SCALE
+_MAX_LON_RAW = 180 * _COORDINATE_SCALE
+_FAST_END = 4 + _FAST_GPS_CELL.size
+_FAST_END_4G = 4 + _FAST_GPS_CELL_4G.size
+
+
+def _fast_login(frame: bytes, ctx: Context) -> FrameResult | None:
+    """`0x01`, 0x0D long (the IMEI) or 0x11 long (and type id, time zone): `_login`."""
+    try:
+        imei, info, offset = _login_facts(frame[4:-6], frame[2] - 5)
+    except FrameError:
+        return None
+    ctx.device_id = imei
+    if offset is not None:
+        ctx.gt06_utc_offset = offset
+    ctx.info.update(info)
+    serial = frame[-6] << 8 | frame[-5]
+    message = _new_message(
+        (
+            _GT06, MessageType.LOGIN, imei, None, None, None, None, None, None, None, None,
+            None, None, (), (), (), _NO_STATES, None, None, None, None, None, None, None, None,
+            serial, None, None, gt06_crc_ok(frame), False, info, frame,
+        )
+    )  # fmt: skip
+    return _new_result(((message,), _short_ack(PacketType.LOGIN, serial), None))
+
+
+def _fast_status(frame: bytes, ctx: Context) -> FrameResult | None:
+    """`0x13`, 0x0A long: terminal info, voltage level, GSM level, language (VL03 §2)."""
+    info, level, gsm = frame[4], frame[5], frame[6]
+    alarm = _STATUS_ALARMS.get((info >> 3) & 0x07)
+    if level <= 6:
+        battery: float | None = _VOLTAGE_LEVEL_PERCENT[level]
+    else:
+        battery = float(level) if level <= 100 else None
+    if gsm <= 4:
+        signal: int | None = gsm * 25
+    else:
+        signal = gsm if gsm <= 100 else None
+    serial = frame[-6] << 8 | frame[-5]
+    message = _new_message(
+        (
+            _GT06, _HEARTBEAT, ctx.device_id, None, None, None, None, None, None, None, None,
+            None, None, (), (), () if alarm is None else (alarm,), _STATUS_STATES,
+            bool(info & 0x02), bool(info & 0x80), bool(info & 0x04), battery, None, None,
+            signal, None, serial, None, None, gt06_crc_ok(frame), False, (), frame,
+        )
+    )  # fmt: skip
+    return _new_result(((message,), _short_ack(PacketType.STATUS, serial), None))
+
+
+_FastLayout = Callable[[bytes, Context], FrameResult | None]
+
+#: Protocol number << 8 | `78 78` length byte -> its straight decoder.
+_FAST_LAYOUTS: dict[int, _FastLayout] = {
+    PacketType.LOGIN << 8 | 0x0D: _fast_login,
+    PacketType.LOGIN << 8 | 0x11: _fast_login,
+    PacketType.GPS_LBS << 8 | 0x1F: _fast_position,
+    PacketType.GPS_LBS_UTC << 8 | 0x22: _fast_position,
+    PacketType.GPS_LBS_UTC << 8 | 0x26: _fast_position,
+    PacketType.GPS_LBS_4G << 8 | 0x29: _fast_position,
+    PacketType.GPS_LBS_4G << 8 | 0x2D: _fast_position,
+    PacketType.STATUS << 8 | 0x0A: _fast_status,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1504,4 +1905,4 @@ def command_outcome(
     return CommandOutcome(result, text)
 
 
-FAMILY = Family(decode, encode_command, command_outcome)
+FAMILY = Family(decode, encode_command, command_outcome, decode_fast)

@@ -46,7 +46,10 @@ from .messages import (
 class StatusBit(IntEnum):
     """Bits of the 32-bit status word, active low except ACC (protocols.md §4.2).
 
-    traccar `processStatus`; the same word ends text reports and binary records.
+    traccar `processStatus`; the same word ends text reports and binary records. The H02
+    document V1.0.5 ("GPS tracker communication protocol", §4 "Terminal status") numbers the
+    bytes from the most significant and confirms traccar's bits (theft, robbery, overspeed in
+    the fourth byte, ACC in the third, SOS and backup battery in the second).
     """
 
     THEFT = 0  #: clear: theft alarm (traccar: vibration)
@@ -55,6 +58,12 @@ class StatusBit(IntEnum):
     ACC = 10  #: set: ignition on (active high, the one exception; vector h02:8 vs h02:3)
     SOS = 18  #: clear: SOS button
     BACKUP_POWER = 19  #: clear: running on the backup battery, external power cut
+    #: clear: "vehicle in the cut-off oil & engine state", the relay engaged (the document's
+    #: first byte, bit 3). Its S20 examples answer a cut with `F7FFFBFF` and a restore with
+    #: `FFFFFBFF`; traccar's own S20 confirmation test frame carries `F7FFFBFF` (h02:62) while
+    #: every plain report in h02.jsonl has the bit set; a CJ730 4G whose resume failed kept
+    #: reporting `f7ffffff` (traccar issue 5417).
+    OIL_CUT = 27
 
 
 class RecordFlag(IntEnum):
@@ -113,7 +122,9 @@ _COORD_PLAIN = re.compile(r"([0-9]+)([0-9]{6})")  # ddmmmmmm without the dot
 _ICCID = re.compile(r"89[0-9]{16,20}")
 #: The serving cell of a 45-byte record at byte 37: mcc, mnc, lac, cid.
 _CELL_45 = struct.Struct(">HBHH")
-_ALTITUDE_TAIL = re.compile(r"[0-9]+,-?[0-9]+,[0-9]+\.[0-9]+,(-?[0-9]+),[0-9A-Fa-f]+,[0-9A-Fa-f]+")
+_ALTITUDE_TAIL = re.compile(
+    r"([0-9]+),-?[0-9]+,[0-9]+\.[0-9]+,(-?[0-9]+),[0-9A-Fa-f]+,[0-9A-Fa-f]+"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +202,9 @@ def _coordinate(
 
 
 @lru_cache(maxsize=256)
-def _status(word: int) -> tuple[tuple[Alarm, ...], bool]:
-    """Alarms the active-low status word shows, and the ignition (cached: words repeat)."""
+def _status(word: int) -> tuple[tuple[Alarm, ...], bool, bool]:
+    """Alarms the active-low status word shows, the ignition and the relay (cached: words
+    repeat)."""
     alarms: list[Alarm] = []
     if not word & 1 << StatusBit.THEFT:
         alarms.append(Alarm.VIBRATION)
@@ -202,7 +214,7 @@ def _status(word: int) -> tuple[tuple[Alarm, ...], bool]:
         alarms.append(Alarm.OVERSPEED)
     if not word & 1 << StatusBit.BACKUP_POWER:
         alarms.append(Alarm.POWER_CUT)
-    return tuple(alarms), bool(word & 1 << StatusBit.ACC)
+    return tuple(alarms), bool(word & 1 << StatusBit.ACC), not word & 1 << StatusBit.OIL_CUT
 
 
 def _battery_level(value: int) -> float | None:
@@ -297,6 +309,7 @@ class _Fix(NamedTuple):
     cell: Cell | None
     altitude_m: float | None
     iccid: str | None
+    odometer_km: float | None = None
 
 
 def _parse_fix(fields: list[str], start: int) -> _Fix:
@@ -324,9 +337,12 @@ def _parse_fix(fields: list[str], start: int) -> _Fix:
         extra = fields[index + 4 :]
     knots = _float(speed)
     altitude: float | None = None
+    odometer: float | None = None
     if len(extra) == 6 and (match := _ALTITUDE_TAIL.fullmatch(",".join(extra))):
-        # traccar's `odometer,temperature,fuel,altitude,lac,cid` tail (no MCC: no cell).
-        altitude = float(match[1])
+        # traccar's `odometer,temperature,fuel,altitude,lac,cid` tail (no MCC: no cell); the
+        # odometer in metres, as traccar stores it.
+        odometer = int(match[1]) / 1000
+        altitude = float(match[2])
     return _Fix(
         time=_time(hhmmss, ddmmyy),
         # A digit here is a "coding scheme" of V2/VI1 firmware, which traccar reads as a fix.
@@ -339,6 +355,7 @@ def _parse_fix(fields: list[str], start: int) -> _Fix:
         cell=_trailing_cell(extra) if altitude is None else None,
         altitude_m=altitude,
         iccid=iccid,
+        odometer_km=odometer,
     )
 
 
@@ -351,8 +368,14 @@ def _position_message(
     reply: CommandReply | None = None,
     relay: bool | None = None,
 ) -> Message:
-    """Build the message for a frame with a position block; `kind` None: location or alarm."""
-    alarms, ignition = _status(fix.status) if fix.status is not None else ((), None)
+    """Build the message for a frame with a position block; `kind` None: location or alarm.
+
+    The relay is what the status word says; a frame without one keeps the `relay` given.
+    """
+    if fix.status is not None:
+        alarms, ignition, relay = _status(fix.status)
+    else:
+        alarms, ignition = (), None
     if kind is None:
         kind = MessageType.ALARM if alarms else MessageType.LOCATION
     located = fix.latitude is not None and fix.longitude is not None
@@ -367,6 +390,7 @@ def _position_message(
         speed_kmh=fix.speed_kmh,
         course=fix.course,
         altitude_m=fix.altitude_m,
+        odometer_km=fix.odometer_km,
         # Without coordinates, the serving cell is what a position can come from.
         position_source=PositionSource.GNSS
         if located
@@ -413,9 +437,26 @@ def _hemisphere_index(fields: list[str]) -> int:
     return -1
 
 
+def _result_code(params: list[str]) -> CommandResult | None:
+    """The H02 document's `ret` field (§6): two hex digits, 0x80 and above success, 0x01
+    "not supported", anything else below 0x80 a failure; None when `params` is not one."""
+    if len(params) != 1 or not _RET.fullmatch(params[0]):
+        return None
+    ret = int(params[0], 16)
+    if ret >= 0x80:
+        return CommandResult.SUCCESS
+    return CommandResult.UNSUPPORTED if ret == 0x01 else CommandResult.FAILURE
+
+
+_RET = re.compile(r"[0-9A-Fa-f]{2}")
+
+
 def _decode_confirmation(head: _Head, fields: list[str], ctx: Context) -> FrameResult:
     """V4: `V4,<code>,<params...>,<our hhmmss>,<device hhmmss>,A,lat,...` (H02 document) or
     the short echo `V4,<code>,<our hhmmss>,<params...>` (traccar issue 5417).
+
+    In the long form a single two-digit parameter is the document's result code; the relay
+    state the reply states is its status word's, else the echo of the S20 parameters.
     """
     code = fields[3].upper() if len(fields) > 3 else ""
     hemisphere = _hemisphere_index(fields)
@@ -432,15 +473,20 @@ def _decode_confirmation(head: _Head, fields: list[str], ctx: Context) -> FrameR
     if code == Code.RELAY and len(params) >= 2 and all(map(_digits, params[:2])):
         # The echo of the S20 parameters states the relay: `1,1` cut, `1,0` released.
         relay = params[1] != "0"
+    fix = _parse_fix(fields, block) if hemisphere > 0 else None
+    result = _result_code(params) if fix is not None else None
+    if result is None and params:
+        result = text_verdict(",".join(params))
+    if fix is not None and fix.status is not None and code == Code.RELAY:
+        relay = _status(fix.status)[2]
     reply = CommandReply(
         reference=int(sent_time) if sent_time is not None else None,
         command=code or None,
-        result=text_verdict(",".join(params)) if params else None,
+        result=result,
         relay=relay,
     )
     text = ",".join([code, *params])
-    if hemisphere > 0:
-        fix = _parse_fix(fields, block)
+    if fix is not None:
         message = _position_message(
             head, fix, MessageType.COMMAND_REPLY, text=text, reply=reply, relay=relay
         )
@@ -469,7 +515,10 @@ def _status_message(
     battery_percent: float | None = None,
 ) -> Message:
     """Build a message without a position block, that may end with the status word."""
-    alarms, ignition = _status(status) if status is not None else ((), None)
+    alarms: tuple[Alarm, ...] = ()
+    ignition = relay = None
+    if status is not None:
+        alarms, ignition, relay = _status(status)
     return Message(
         protocol=Protocol.H02,
         type=kind,
@@ -480,6 +529,7 @@ def _status_message(
         alarms=alarms,
         alarm_states=STATUS_ALARMS if status is not None else frozenset(),
         ignition=ignition,
+        relay=relay,
         gsm_signal=gsm_signal,
         satellites=satellites,
         battery_percent=battery_percent,
@@ -703,7 +753,7 @@ def _decode_binary(frame: bytes, ctx: Context) -> FrameResult:
     longitude = int(body[22:25]) + int(body[25:31]) / 600_000
     located = latitude <= 90 and longitude <= 180
     status = int(body[38:46], 16)
-    alarms, ignition = _status(status)
+    alarms, ignition, relay = _status(status)
     cell: Cell | None = None
     if size == RecordLength.CELL:
         # mcc(2) mnc(1) lac(2) cid(2) at byte 37: the countries match the positions in
@@ -725,6 +775,7 @@ def _decode_binary(frame: bytes, ctx: Context) -> FrameResult:
         alarms=alarms,
         alarm_states=STATUS_ALARMS,
         ignition=ignition,
+        relay=relay,
         battery_percent=_battery_level(int(body[20:22], 16)),
         raw=frame,
     )

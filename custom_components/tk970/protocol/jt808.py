@@ -12,6 +12,11 @@ escapes 7D, taken it literally); it passes those bytes (header, body, checksum) 
 Replies and commands echo the terminal id bytes exactly as the device sent them
 (`Context.jt808_terminal`), because ids are not always BCD and a re-encoded id would address
 nobody. Device times are local (GMT+8 by the standard, §3.10): UTC = local - offset.
+
+Every uplink without a reply of its own gets `0x8001`, unknown ids included (`UNANSWERED` lists
+the exceptions); sub-packaged messages are put back together by `reassembly` (`settle` asks for
+missing fragments and reports the lost). `decode_fast` is the session's fast path: a whole frame
+with a plain header, and the TK-Star 4G report read in one unpack.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
+from functools import lru_cache, partial
+from operator import itemgetter
 import re
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .codec import jt808_escape, jt808_unescape, mac_text, xor_checksum
 from .commands import (
@@ -45,6 +52,7 @@ from .messages import (
     Protocol,
     WifiAccessPoint,
 )
+from .reassembly import Fragment, Key as FragmentKey, Lost, Reassembly
 
 
 class MessageId(IntEnum):
@@ -53,6 +61,9 @@ class MessageId(IntEnum):
     TERMINAL_RESPONSE = 0x0001  #: the device's verdict on a platform message (§3.8), vector 114
     HEARTBEAT = 0x0002  #: empty, or BSJ battery %, CSQ, mode (§3.4), vectors 86, 118
     LOGOUT = 0x0003  #: empty (§3.4, TC-PR5848)
+    PARAMETERS_RESPONSE = 0x0104  #: the device's answer to a parameter query (a response)
+    TIME_SYNC = 0x0109  #: the device asks for the time, answered by `TIME_SYNC_RESPONSE`
+    HEARTBEAT_CC888 = 0x0506  #: CC888 heartbeat with the engine off, empty (traccar)
     REGISTER = 0x0100  #: registration, answered by `REGISTER_RESPONSE` (§3.4), vectors 5, 50
     AUTHENTICATE = 0x0102  #: authentication code (§3.4), vectors 33, 81, 115
     ATTRIBUTES = 0x0107  #: terminal attributes: model, ICCID, firmware (§3.4), vector 93
@@ -61,19 +72,24 @@ class MessageId(IntEnum):
     LOCATION_BATCH_VENDOR = 0x0210  #: vendor batch, BYTE item lengths (§3.7), vectors 43, 92
     WAYBILL = 0x0701  #: "electronic waybill", used by vendors for command result text (vector 17)
     LOCATION_BATCH = 0x0704  #: batch / blind-area upload (§3.7)
+    DRIVER_IDENTITY = 0x0702  #: driver card read (standard; traccar decodes it, vector 8)
     TRANSPARENT = 0x0900  #: data uplink transparent (§3.4)
     TIMEZONE_SYNC = 0x1007  #: vendor time zone sync, acknowledged by traccar (vector 94)
     TEXT_RESPONSE = 0x1300  #: vendor reply serial + UTF-16 text, "Set OK!" (§3.8, vector 63)
     JT600_GENERAL_RESPONSE = 0x4401  #: traccar's reply to JT600-style reports that ask for one
     JT600_LOCATION = 0x5501  #: JT600-style vendor location, 1-byte serial (§3.7)
     JT600_BLIND = 0x5502  #: JT600-style vendor blind-area location (§3.7)
+    ACCELERATION = 0x2070  #: vendor accelerometer samples (traccar decodes them, vector 55)
     TEXT_REPORT = 0x6006  #: BSJ text report, must be acknowledged (§3.4, §3.8, vector 22)
     PLATFORM_RESPONSE = 0x8001  #: our general response (§3.4)
+    RETRANSMIT_REQUEST = 0x8003  #: we ask for the fragments of a message that did not come
     REGISTER_RESPONSE = 0x8100  #: our registration response (§3.4)
     SET_PARAMETERS = 0x8103  #: set terminal parameters (§3.8), vector 119
     TERMINAL_CONTROL = 0x8105  #: terminal control, one command word (§3.8), vectors 109, 113
     LOCATION_QUERY = 0x8201  #: "locate now", empty body (§3.7), vector 116
+    TIME_SYNC_RESPONSE = 0x8109  #: UTC year WORD, month, day, hour, minute, second, result
     TEXT = 0x8300  #: text message: flag byte + GBK text = the SMS command set (§3.8), vector 111
+    PHOTO = 0x8888  #: a vendor uplink traccar acknowledges like a heartbeat
     TRANSPARENT_DOWNLINK = 0x8900  #: data downlink transparent (Jimi), vector 112
     OIL_CONTROL = 0xA006  #: vendor oil control: BYTE 1 stop / 0 resume + BCD time (§3.8)
 
@@ -181,13 +197,17 @@ WORD_ALARM_STATES: frozenset[Alarm] = frozenset(_ALARM_OF_MASK.values())
 class Item(IntEnum):
     """Additional items of a location body that we read (protocols.md §3.5, traccar).
 
-    Items not listed are skipped: `0x01` mileage, `0x25` extended signal status, `0x2A` IO
-    status and `0x2B` analog inputs have no field in the shared model.
+    Items not listed are skipped: `0x25` extended signal status, `0x2A` IO status and `0x2B`
+    analog inputs have no field in the shared model.
     """
 
+    MILEAGE = 0x01  #: DWORD, 0.1 km (standard; traccar reads it as odometer)
     SIGNAL = 0x30  #: CSQ 0-31
     SATELLITES = 0x31
+    CELLS_2G = 0x53  #: count + (MCC, MNC, LAC, cell id, signal) per cell (G10LS)
+    WIFI_COUNTED = 0x54  #: count + (MAC, signal) per access point (G10LS)
     BATTERY_LEVEL_TENTHS = 0x56  #: level 0-10, reserved byte (G10LS)
+    CELLS_4G = 0x5D  #: as `CELLS_2G` with a DWORD cell id (G10LS)
     DRIVING_BEHAVIOUR = 0x57  #: WORD alarms (bits 8-10: harsh acceleration/braking/turn), ...
     POWER_CENTIVOLTS = 0x61  #: main power, 0.01 V
     BATTERY_CENTIVOLTS = 0x69  #: battery, 0.01 V
@@ -260,23 +280,22 @@ _RESULT_VERDICT = {
     ResponseResult.UNSUPPORTED: CommandResult.UNSUPPORTED,
 }
 
-#: Uplinks the platform must answer with `0x8001` (protocols.md §3.4, plus the vendor batch
-#: `0x0210` and time zone sync `0x1007` that traccar answers, vectors 43, 92, 94).
-ACKNOWLEDGED: frozenset[int] = frozenset(
+#: Uplinks that are themselves answers to a platform message, and so get no `0x8001`: the
+#: general response, the parameter query answer, and the text results vendors send as
+#: `0x0701` / `0x1300` (traccar answers none of them, vectors 17, 63, 114). Every other uplink
+#: without a reply of its own is answered with `0x8001`, known or not: the standard's general
+#: response (JT/T 808-2013 §8.2) is what stops a terminal retransmitting, and an unknown
+#: message is answered too, and logged once.
+UNANSWERED: frozenset[int] = frozenset(
     {
-        MessageId.HEARTBEAT,
-        MessageId.LOGOUT,
-        MessageId.AUTHENTICATE,
-        MessageId.ATTRIBUTES,
-        MessageId.LOCATION,
-        MessageId.LOCATION_QUERY_RESPONSE,
-        MessageId.LOCATION_BATCH_VENDOR,
-        MessageId.LOCATION_BATCH,
-        MessageId.TRANSPARENT,
-        MessageId.TIMEZONE_SYNC,
-        MessageId.TEXT_REPORT,
+        MessageId.TERMINAL_RESPONSE,
+        MessageId.PARAMETERS_RESPONSE,
+        MessageId.WAYBILL,
+        MessageId.TEXT_RESPONSE,
     }
 )
+#: Message ids this module names (`MessageId`): anything else is logged as unknown.
+KNOWN: frozenset[int] = frozenset(MessageId)
 
 _FLAG = b"\x7e"
 _WORD = struct.Struct(">H")
@@ -313,6 +332,7 @@ class Header(NamedTuple):
     raw: bytes  #: the whole frame as received
 
 
+@lru_cache(maxsize=4096)
 def device_id_of(terminal: bytes) -> str:
     """Return the identity of a terminal id: its BCD digits, or traccar's IMEI for binary ids.
 
@@ -413,12 +433,44 @@ def encode_frame(message_id: int, body: bytes, ctx: Context) -> tuple[bytes, int
 
 
 def _general_response(header: Header, ctx: Context) -> bytes:
-    body = _RESPONSE.pack(header.serial, header.message_id, ResponseResult.SUCCESS)
-    return encode_frame(MessageId.PLATFORM_RESPONSE, body, ctx)[0]
+    """`0x8001` quoting the device's serial and message id, result 0."""
+    return _response(header.serial, header.message_id, ctx)
+
+
+def _response(answered: int, quoted: int, ctx: Context) -> bytes:
+    """`0x8001` to device serial `answered` of message `quoted`: `encode_frame`'s frame, built
+    in one piece for the 2011/2013 header that nearly every report has."""
+    if ctx.jt808_2019 or not ctx.jt808_terminal:
+        body = _RESPONSE.pack(answered, quoted, ResponseResult.SUCCESS)
+        return encode_frame(MessageId.PLATFORM_RESPONSE, body, ctx)[0]
+    prefix, prefix_xor = _response_prefix(ctx.jt808_terminal)
+    serial = ctx.next_serial()
+    checksum = (
+        prefix_xor
+        ^ serial >> 8 ^ serial & 0xFF ^ answered >> 8 ^ answered & 0xFF
+        ^ quoted >> 8 ^ quoted & 0xFF
+    )  # fmt: skip
+    tail = _RESPONSE_TAIL.pack(serial, answered, quoted, 0, checksum)
+    return prefix + jt808_escape(tail) + _FLAG
+
+
+@lru_cache(maxsize=4096)
+def _response_prefix(terminal: bytes) -> tuple[bytes, int]:
+    """The start of every `0x8001` to one terminal (flag, header words and terminal id,
+    escaped: escaping goes byte by byte, so parts can be escaped apart) and the XOR of those
+    bytes, the part of the checksum all its replies share."""
+    plain = _RESPONSE_HEAD + terminal
+    return _FLAG + jt808_escape(plain), xor_checksum(plain)
+
+
+#: `0x8001` header words (id, attributes = body length), then after the terminal id: server
+#: serial, device serial, device message id, result.
+_RESPONSE_HEAD = bytes.fromhex("80010005")
+_RESPONSE_TAIL = struct.Struct(">HHHBB")  # ... result, checksum
 
 
 def _ack(header: Header, ctx: Context) -> bytes | None:
-    return _general_response(header, ctx) if header.message_id in ACKNOWLEDGED else None
+    return _general_response(header, ctx) if header.message_id not in UNANSWERED else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,12 +487,35 @@ def _signal_percent(csq: int) -> int | None:
     return csq
 
 
+#: `_signal_percent` of every byte value.
+_SIGNAL_PERCENT = tuple(_signal_percent(value) for value in range(256))
+
+
 def _device_time(bcd: bytes, offset: timedelta) -> datetime | None:
-    """BCD `YYMMDDhhmmss` device-local time to UTC; None when the clock is not set or invalid."""
+    """BCD `YYMMDDhhmmss` device-local time to UTC; None when the clock is not set or invalid.
+
+    Remembered for the next report of the same second (a fleet's reports share their second).
+    """
+    key = (bcd, offset)
+    moment = _times.get(key, _times)
+    if moment is not _times:
+        return moment  # type: ignore[return-value]
+    moment = _read_device_time(bcd, offset)
+    if len(_times) >= _MAX_TIMES:
+        _times.clear()
+    _times[key] = moment
+    return moment
+
+
+_times: dict[tuple[bytes, timedelta], datetime | None] = {}
+_MAX_TIMES = 1024
+
+
+def _read_device_time(bcd: bytes, offset: timedelta) -> datetime | None:
     digits = bcd.hex()
     if len(digits) != 12 or not digits.isdigit():
         return None
-    value = int(digits)  # one conversion, then split: this runs once per position
+    value = int(digits)  # one conversion, then split
     rest, second = divmod(value, 100)
     rest, minute = divmod(rest, 100)
     rest, hour = divmod(rest, 100)
@@ -464,6 +539,7 @@ class _Extras:
         "gsm_signal",
         "hdop",
         "info",
+        "odometer_km",
         "power_voltage",
         "satellites",
         "states",
@@ -477,6 +553,7 @@ class _Extras:
         self.battery_voltage: float | None = None
         self.power_voltage: float | None = None
         self.gsm_signal: int | None = None
+        self.odometer_km: float | None = None
         self.satellites: int | None = None
         self.hdop: float | None = None
         self.charging: bool = charging
@@ -503,6 +580,11 @@ def _dword(data: bytes, offset: int = 0) -> int:
     return int.from_bytes(data[offset : offset + 4], "big")
 
 
+def _item_mileage(data: bytes, x: _Extras) -> None:
+    if len(data) == 4:
+        x.odometer_km = _dword(data) / 10
+
+
 def _item_signal(data: bytes, x: _Extras) -> None:
     if data:
         x.gsm_signal = _signal_percent(data[0])
@@ -511,6 +593,31 @@ def _item_signal(data: bytes, x: _Extras) -> None:
 def _item_satellites(data: bytes, x: _Extras) -> None:
     if data:
         x.satellites = data[0]
+
+
+def _item_counted_cells(data: bytes, x: _Extras) -> None:
+    """Items `0x53` (2G) and `0x5D` (4G): a count, then per cell MCC WORD, MNC BYTE, LAC WORD,
+    cell id and signal BYTE (G10LS Table 20). The cell id is a WORD in 2G and a DWORD in 4G,
+    but some 2G firmware sends a DWORD too (jt808.jsonl line 18): the sizes tell."""
+    if not data or not data[0] or (len(data) - 1) % data[0]:
+        return
+    size = (len(data) - 1) // data[0]
+    if size not in (8, 10):
+        return
+    for pos in range(1, len(data), size):
+        mcc, mnc, lac = _COUNTED_CELL.unpack_from(data, pos)
+        cid = int.from_bytes(data[pos + 5 : pos + size - 1])
+        if lac or cid:  # all zeros: no cell (jt808.jsonl line 66)
+            x.cells.append(Cell(mcc=mcc, mnc=mnc, lac=lac, cid=cid, rssi=data[pos + size - 1]))
+
+
+_COUNTED_CELL = struct.Struct(">HBH")
+
+
+def _item_counted_wifi(data: bytes, x: _Extras) -> None:
+    """Item `0x54`: a count, then per access point its MAC and signal (G10LS Table 20)."""
+    if data and len(data) == 1 + 7 * data[0]:
+        _item_wifi(data[1:], x)
 
 
 def _item_battery_tenths(data: bytes, x: _Extras) -> None:
@@ -652,11 +759,14 @@ _FE_EVENTS = ((0x07, Alarm.OTHER), (0x08, Alarm.COLLISION), (0x10, Alarm.TAMPER)
 
 
 def _item_vendor_level_or_power(data: bytes, x: _Extras) -> None:
-    """Item `0xFE`: battery %, power 0.1 V, or 0x7C + sub-records with a driving-event word."""
+    """Item `0xFE`: battery %, power 0.1 V, odometer (m), or 0x7C + sub-records with a
+    driving-event word."""
     if len(data) == 1:
         x.level(data[0])
     elif len(data) == 2:
         x.power_voltage = _word(data) / 10
+    elif len(data) == 4:
+        x.odometer_km = _dword(data) / 1000  # metres, as traccar stores it
     elif len(data) > 4 and data[0] == 0x7C:
         # Bits 0-2 harsh acceleration/braking/cornering (no shared name: `other`, vector 45),
         # bit 3 accident, bit 4 tampering.
@@ -672,7 +782,7 @@ def _item_vendor_level_or_power(data: bytes, x: _Extras) -> None:
 def _item_extension(data: bytes, x: _Extras) -> None:
     """Item `0xEB`: a cell list, a time zone string, or BSJ sub-records (traccar's order)."""
     length = len(data)
-    if length >= 3 and _word(data) > 200 and (length - 3) % 5 == 0:
+    if length >= 3 and (data[0] << 8 | data[1]) > 200 and (length - 3) % 5 == 0:
         mcc, mnc = _word(data), data[2]
         for pos in range(3, length, 5):
             x.cells.append(
@@ -684,15 +794,17 @@ def _item_extension(data: bytes, x: _Extras) -> None:
                     rssi=data[pos + 4],
                 )
             )
-    elif length and _PRINTABLE.fullmatch(data):
+    elif length and 0x20 <= data[0] <= 0x7E and _PRINTABLE.fullmatch(data):
         x.info.append(("timezone", data.decode("ascii")))
     else:
         pos = 0
+        handlers = _BSJ_HANDLERS
         while pos + 4 <= length:
-            stop = pos + 2 + _word(data, pos)  # the length counts the type word
+            size, kind = _HEAD.unpack_from(data, pos)
+            stop = pos + 2 + size  # the length counts the type word
             if stop > length or stop < pos + 4:
                 break
-            handler = _BSJ_HANDLERS.get(_word(data, pos + 2))
+            handler = handlers.get(kind)
             if handler is not None:
                 handler(data[pos + 4 : stop], x)
             pos = stop
@@ -789,10 +901,15 @@ _BSJ_HANDLERS: dict[int, _Handler] = {
     BsjType.IMEI: _bsj_imei,
     BsjType.CELL: _bsj_cell,
 }
+_BSJ_HANDLERS = {int(kind): handler for kind, handler in _BSJ_HANDLERS.items()}
 
 _ITEM_HANDLERS: dict[int, _Handler] = {
+    Item.MILEAGE: _item_mileage,
     Item.SIGNAL: _item_signal,
     Item.SATELLITES: _item_satellites,
+    Item.CELLS_2G: _item_counted_cells,
+    Item.WIFI_COUNTED: _item_counted_wifi,
+    Item.CELLS_4G: _item_counted_cells,
     Item.BATTERY_LEVEL_TENTHS: _item_battery_tenths,
     Item.DRIVING_BEHAVIOUR: _item_driving,
     Item.POWER_CENTIVOLTS: _item_power_centivolts,
@@ -817,6 +934,31 @@ _ITEM_HANDLERS: dict[int, _Handler] = {
     Item.GNSS_INFO: _item_gnss_info,
     Item.VENDOR_LEVEL_OR_POWER: _item_vendor_level_or_power,
 }
+#: The same with plain int keys: looked up once per item, an int key is found by identity.
+_ITEM_HANDLERS = {int(item): handler for item, handler in _ITEM_HANDLERS.items()}
+
+
+#: Some firmware (Carscop CCTR-830G-4G, traccar commit 42af749b7) appends a fixed 18-byte
+#: block instead of items: 4 reserved bytes, odometer DWORD km, battery WORD 0.1 V, area id
+#: DWORD, signal BYTE, 3 reserved bytes (traccar counts 20 with the checksum and flag).
+_FIXED_TAIL_SIZE = 18
+_FIXED_TAIL = struct.Struct(">4xIHIB3x")
+
+
+def _items_fit(body: bytes) -> bool:
+    """Tell whether the bytes after the basic block read as items ending exactly at the end."""
+    pos, end = _BASIC_SIZE, len(body)
+    while pos + 2 <= end:
+        pos += 2 + body[pos + 1]
+    return pos == end
+
+
+def _fixed_tail(body: bytes, x: _Extras) -> None:
+    """Read the 18-byte block that is not items (vector 59), only when items do not fit it."""
+    odometer, battery, _area, signal = _FIXED_TAIL.unpack_from(body, _BASIC_SIZE)
+    x.odometer_km = float(odometer)
+    x.battery_voltage = battery / 10
+    x.gsm_signal = _signal_percent(signal)
 
 
 def _location(
@@ -831,16 +973,20 @@ def _location(
     if len(body) < _BASIC_SIZE:
         raise FrameError("JT808 location body too short")
     alarm_word, status, lat_raw, lon_raw, altitude, speed, course = _BASIC.unpack_from(body)
-    extras = _Extras(bool(status >> StatusBit.CHARGING & 1))
-    pos, end = _BASIC_SIZE, len(body)
-    while pos + 2 <= end:
-        start = pos + 2
-        pos = start + body[pos + 1]
-        if pos > end:
-            break  # a truncated last item: keep what came before it
-        handler = _ITEM_HANDLERS.get(body[start - 2])
-        if handler is not None:
-            handler(body[start:pos], extras)
+    extras = _Extras(bool(status & _CHARGING))
+    end = len(body)
+    if end - _BASIC_SIZE == _FIXED_TAIL_SIZE and not _items_fit(body):
+        _fixed_tail(body, extras)
+    else:
+        pos = _BASIC_SIZE
+        while pos + 2 <= end:
+            start = pos + 2
+            pos = start + body[pos + 1]
+            if pos > end:
+                break  # a truncated last item: keep what came before it
+            handler = _ITEM_HANDLERS.get(body[start - 2])
+            if handler is not None:
+                handler(body[start:pos], extras)
 
     alarms: list[Alarm] = []
     while alarm_word:
@@ -848,50 +994,54 @@ def _location(
         alarms.append(_ALARM_OF_MASK[lowest])
         alarm_word ^= lowest
     alarms += extras.alarms
-    valid = bool(status & 1 << StatusBit.VALID)
+    valid = bool(status & _VALID)
     latitude: float | None = None
     longitude: float | None = None
     if lat_raw <= _MAX_LATITUDE and lon_raw <= _MAX_LONGITUDE:
-        latitude = -lat_raw / 1e6 if status & 1 << StatusBit.SOUTH else lat_raw / 1e6
-        longitude = -lon_raw / 1e6 if status & 1 << StatusBit.WEST else lon_raw / 1e6
+        latitude = -lat_raw / 1e6 if status & _SOUTH else lat_raw / 1e6
+        longitude = -lon_raw / 1e6 if status & _WEST else lon_raw / 1e6
     else:
         valid = False  # not a coordinate: keep the frame, drop the position
     if reply is not None:
-        kind = MessageType.COMMAND_REPLY
+        kind: MessageType = MessageType.COMMAND_REPLY
+    elif alarms:
+        kind = _ALARM
     else:
-        kind = MessageType.ALARM if alarms else MessageType.LOCATION
-    return Message(
-        protocol=Protocol.JT808,
-        type=kind,
-        device_id=header.device_id,
-        time=_device_time(body[22:28], ctx.jt808_utc_offset),
-        valid=valid,
-        latitude=latitude,
-        longitude=longitude,
-        speed_kmh=speed / 10,
-        course=float(course),
-        altitude_m=float(altitude),
-        satellites=extras.satellites,
-        hdop=extras.hdop,
-        position_source=PositionSource.GNSS if valid else None,
-        cells=tuple(extras.cells),
-        wifi=tuple(extras.wifi),
-        alarms=tuple(dict.fromkeys(alarms)),
-        alarm_states=WORD_ALARM_STATES.union(extras.states) if extras.states else WORD_ALARM_STATES,
-        ignition=bool(status & 1 << StatusBit.IGNITION),
-        relay=bool(status & 1 << StatusBit.OIL_CUT),
-        charging=extras.charging,
-        battery_percent=extras.battery_percent,
-        battery_voltage=extras.battery_voltage,
-        power_voltage=extras.power_voltage,
-        gsm_signal=extras.gsm_signal,
-        serial=header.serial,
-        reply=reply,
-        checksum_ok=header.checksum_ok,
-        historical=historical,
-        info=tuple(extras.info),
-        raw=header.raw,
-    )
+        kind = _LOCATION
+    states = extras.states
+    # Built positionally (Message._fields order): one is built per report.
+    return _new_message(
+        (
+            _JT808, kind, header.device_id, _device_time(body[22:28], ctx.jt808_utc_offset),
+            valid, latitude, longitude, speed / 10, float(course), float(altitude),
+            extras.satellites, extras.hdop, _GNSS if valid else None, tuple(extras.cells),
+            tuple(extras.wifi), tuple(dict.fromkeys(alarms)) if alarms else (),
+            WORD_ALARM_STATES.union(states)
+            if states and not WORD_ALARM_STATES.issuperset(states)
+            else WORD_ALARM_STATES,
+            bool(status & _IGNITION), bool(status & _OIL_CUT), extras.charging,
+            extras.battery_percent, extras.battery_voltage, extras.power_voltage,
+            extras.gsm_signal, extras.odometer_km, header.serial, None, reply,
+            header.checksum_ok, historical, tuple(extras.info), header.raw,
+        )
+    )  # fmt: skip
+
+
+_new_message = partial(tuple.__new__, Message)
+_new_header = partial(tuple.__new__, Header)
+_new_result = partial(tuple.__new__, FrameResult)
+_CHARGING = 1 << StatusBit.CHARGING
+_JT808 = Protocol.JT808
+_TAMPER = Alarm.TAMPER
+_VIBRATION = Alarm.VIBRATION
+_ALARM = MessageType.ALARM
+_LOCATION = MessageType.LOCATION
+_GNSS = PositionSource.GNSS
+_VALID = 1 << StatusBit.VALID
+_SOUTH = 1 << StatusBit.SOUTH
+_WEST = 1 << StatusBit.WEST
+_IGNITION = 1 << StatusBit.IGNITION
+_OIL_CUT = 1 << StatusBit.OIL_CUT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -910,21 +1060,19 @@ def _plain(
     reply: CommandReply | None = None,
     info: tuple[tuple[str, str], ...] = (),
 ) -> Message:
-    """A message without a position: the header's identity, serial and checksum, and the rest."""
-    return Message(
-        protocol=Protocol.JT808,
-        type=kind,
-        device_id=header.device_id,
-        time=time,
-        battery_percent=battery_percent,
-        gsm_signal=gsm_signal,
-        serial=header.serial,
-        text=text,
-        reply=reply,
-        checksum_ok=header.checksum_ok,
-        info=info,
-        raw=header.raw,
-    )
+    """A message without a position: the header's identity, serial and checksum, and the rest
+    (built positionally, in `Message._fields` order: heartbeats are frequent)."""
+    return _new_message(
+        (
+            _JT808, kind, header.device_id, time, None, None, None, None, None, None, None, None,
+            None, (), (), (), _NO_STATES, None, None, None, battery_percent, None, None,
+            gsm_signal, None, header.serial, text, reply, header.checksum_ok, False, info,
+            header.raw,
+        )
+    )  # fmt: skip
+
+
+_NO_STATES: frozenset[Alarm] = frozenset()
 
 
 def _text(data: bytes, encoding: str = "gbk") -> str:
@@ -973,7 +1121,7 @@ def _decode_authenticate(header: Header, body: bytes, ctx: Context) -> FrameResu
             for key, value in (("imei", imei), ("firmware", firmware))
             if value and (key != "imei" or value.isdigit())
         )
-    return FrameResult((_plain(header, MessageType.LOGIN, info=info),), _ack(header, ctx))
+    return _new_result(((_plain(header, MessageType.LOGIN, info=info),), _ack(header, ctx), None))
 
 
 def _decode_heartbeat(header: Header, body: bytes, ctx: Context) -> FrameResult:
@@ -987,7 +1135,7 @@ def _decode_heartbeat(header: Header, body: bytes, ctx: Context) -> FrameResult:
         )
     else:
         message = _plain(header, MessageType.HEARTBEAT)
-    return FrameResult((message,), _ack(header, ctx))
+    return _new_result(((message,), _ack(header, ctx), None))
 
 
 def _decode_attributes(header: Header, body: bytes, ctx: Context) -> FrameResult:
@@ -1020,7 +1168,7 @@ def _decode_terminal_response(header: Header, body: bytes, ctx: Context) -> Fram
 
 
 def _decode_location(header: Header, body: bytes, ctx: Context) -> FrameResult:
-    return FrameResult((_location(header, body, ctx),), _ack(header, ctx))
+    return _new_result(((_location(header, body, ctx),), _ack(header, ctx), None))
 
 
 def _decode_query_response(header: Header, body: bytes, ctx: Context) -> FrameResult:
@@ -1088,8 +1236,28 @@ def _decode_waybill(header: Header, body: bytes, ctx: Context) -> FrameResult:
 
 
 def _decode_other(header: Header, body: bytes, ctx: Context) -> FrameResult:
-    """Messages with nothing for the model (transparent data, logout, vendor extras)."""
-    return FrameResult((_plain(header, MessageType.OTHER),), _ack(header, ctx))
+    """Messages with nothing for the model (transparent data, logout, vendor extras).
+
+    A message id this module does not name is answered all the same (`UNANSWERED` aside) and
+    flagged for the session's log.
+    """
+    message_id = header.message_id
+    unknown = None if message_id in KNOWN else f"{message_id:#06x}"
+    return FrameResult((_plain(header, MessageType.OTHER),), _ack(header, ctx), unknown)
+
+
+_TIME_SYNC_BODY = struct.Struct(">HBBBBBB")
+
+
+def _decode_time_sync(header: Header, body: bytes, ctx: Context) -> FrameResult:
+    """`0x0109`: the device asks for the time; `0x8109` gives it in UTC (traccar's layout:
+    year WORD, month, day, hour, minute, second, result 0)."""
+    now = ctx.now.astimezone(UTC)
+    reply = _TIME_SYNC_BODY.pack(
+        now.year, now.month, now.day, now.hour, now.minute, now.second, ResponseResult.SUCCESS
+    )
+    ack, _ = encode_frame(MessageId.TIME_SYNC_RESPONSE, reply, ctx)
+    return FrameResult((_plain(header, MessageType.OTHER),), ack)
 
 
 # JT600-style reports (protocols.md §3.7; traccar `decodeLocation2`, `Jt600ProtocolDecoder`).
@@ -1179,6 +1347,8 @@ def _decode_jt600(header: Header, body: bytes, ctx: Context) -> FrameResult:
 _DECODERS: dict[int, Callable[[Header, bytes, Context], FrameResult]] = {
     MessageId.TERMINAL_RESPONSE: _decode_terminal_response,
     MessageId.HEARTBEAT: _decode_heartbeat,
+    MessageId.HEARTBEAT_CC888: _decode_heartbeat,
+    MessageId.TIME_SYNC: _decode_time_sync,
     MessageId.REGISTER: _decode_register,
     MessageId.AUTHENTICATE: _decode_authenticate,
     MessageId.ATTRIBUTES: _decode_attributes,
@@ -1192,6 +1362,9 @@ _DECODERS: dict[int, Callable[[Header, bytes, Context], FrameResult]] = {
     MessageId.JT600_LOCATION: _decode_jt600,
     MessageId.JT600_BLIND: _decode_jt600,
 }
+#: The decoders the fast path may use: all but the JT600-style reports (1-byte serial), with
+#: plain int keys.
+_FAST_DECODERS = {int(k): v for k, v in _DECODERS.items() if k not in _JT600}
 
 _TIME_REQUEST = "BASE,2"
 _TIME_PLACEHOLDER = "TIME"
@@ -1245,11 +1418,205 @@ def decode(frame: bytes, ctx: Context, payload: bytes | None = None) -> FrameRes
     if header.version is not None:
         ctx.jt808_version = header.version
     if header.packets is not None and header.packets[0] > 1:
-        # One piece of a sub-packaged message: acknowledged, but its body is only a fragment,
-        # and reassembly is not supported (rare for the messages we read, protocols.md §3.12).
-        return FrameResult((_plain(header, MessageType.OTHER),), _ack(header, ctx))
+        return _decode_fragment(header, body, ctx)
     handler = _DECODERS.get(header.message_id, _decode_other)
     return handler(header, body, ctx)
+
+
+def decode_fast(frame: bytes, ctx: Context) -> FrameResult | None:
+    """A read that is exactly one consistent frame with a 2011/2013 header, without the
+    splitter (`Family.fast`).
+
+    The splitter would cut such a read as one frame and keep its un-escaped bytes, since their
+    length and checksum agree; the message's own decoder then runs as in `decode`. Anything
+    else (a text frame, a 2019 or JT600 header, fragments, an encrypted body, a bad checksum,
+    unescaped 7D) is left to the general path.
+    """
+    size = len(frame)
+    if size < 15 or frame[0] != 0x7E or frame[-1] != 0x7E or frame.find(b"\x7e", 1) != size - 1:
+        return None
+    payload = frame[1:-1]
+    if 0x7D in payload:
+        try:
+            payload = jt808_unescape(payload)
+        except FrameError:
+            return None
+    message_id, attributes = _HEAD.unpack_from(payload)
+    handler = _FAST_DECODERS.get(message_id)
+    if (
+        handler is None
+        or attributes & _FAST_REFUSED
+        or len(payload) != 13 + (attributes & 0x03FF)  # the body length field
+        or xor_checksum(payload)  # the checksum byte cancels the others when they agree
+    ):
+        return None
+    terminal = payload[4:10]
+    serial = payload[10] << 8 | payload[11]
+    ctx.jt808_terminal = terminal
+    ctx.jt808_2019 = False
+    if message_id == 0x0200 and len(payload) == _TKSTAR_PAYLOAD:
+        values = _TKSTAR.unpack_from(payload, 12)
+        if _tkstar_markers(values) == _TKSTAR_SKELETON:
+            message = _tkstar_location(device_id_of(terminal), serial, frame, values, ctx)
+            return _new_result(((message,), _response(serial, 0x0200, ctx), None))
+    header = _new_header(
+        (message_id, attributes, terminal, device_id_of(terminal), serial, None, None, True, frame)
+    )
+    return handler(header, payload[12:-1], ctx)
+
+
+#: The location report of a TK-Star 4G unit (jt808.jsonl lines 9-12 and 28): the basic block,
+#: then mileage `0x01`, signal `0x30`, satellites `0x31` and the `0xEB` block (ICCID, alarm word
+#: `0x0089`, status word `0x00C5`, battery mV `0x002D`, battery % `0x00A8`), always these items
+#: in this order and these sizes, so one unpack reads them all. The markers (item id and
+#: length, sub-record length and type) must be exactly these, else the items are walked.
+_TKSTAR = struct.Struct(
+    ">IIIIhHH6s"  # basic block: alarm, status, latitude, longitude, altitude, speed, course, time
+    "HIHBHB"  # mileage, signal, satellites
+    "HHH10sHHIHHIHHHHHB"  # 0xEB: ICCID, alarm word, status word, mV, level
+)  # fmt: skip
+#: Un-escaped size of a frame holding one (header, body, checksum).
+_TKSTAR_PAYLOAD = 12 + _TKSTAR.size + 1
+_tkstar_markers = itemgetter(8, 10, 12, 14, 15, 16, 18, 19, 21, 22, 24, 25, 27, 28)
+_TKSTAR_SKELETON = (
+    0x0104, 0x3001, 0x3101, 0xEB29, 0x000C, 0x00B2, 0x0006, 0x0089, 0x0006, 0x00C5, 0x0004,
+    0x002D, 0x0003, 0x00A8,
+)  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def _iccid_info(data: bytes) -> tuple[tuple[str, str], ...]:
+    """`_bsj_iccid` for a 10-byte ICCID field, as the message's `info` (a device sends its
+    SIM's in every report)."""
+    iccid = data.hex().rstrip("f")
+    return (("iccid", iccid),) if iccid.strip("0") else ()
+
+
+def _tkstar_location(
+    device_id: str, serial: int, frame: bytes, values: tuple[Any, ...], ctx: Context
+) -> Message:
+    """What `_location` reads from a TK-Star report (of a frame whose checksum agrees), from its
+    one unpack (`_TKSTAR`)."""
+    (alarm_word, status, lat_raw, lon_raw, altitude, speed, course, stamp, _, mileage, _, csq, _,
+     satellites, _, _, _, iccid, _, _, bsj_alarms, _, _, bsj_status, _, _, millivolts, _, _,
+     level) = values  # fmt: skip
+    alarms: list[Alarm] = []
+    while alarm_word:
+        lowest = alarm_word & -alarm_word
+        alarms.append(_ALARM_OF_MASK[lowest])
+        alarm_word ^= lowest
+    if not bsj_alarms & 0x1000:  # `_bsj_alarm_word`
+        alarms.append(_TAMPER)
+    if not bsj_status & 0x0040:  # `_bsj_status_word`
+        alarms.append(_VIBRATION)
+    if not bsj_status & 0x4000:
+        alarms.append(_TAMPER)
+    valid, south, west, ignition, relay, charging = _status_bits(status)
+    battery: int | None = None
+    if level <= 100:  # `_Extras.level`
+        battery = level
+    elif level == 0xFF:
+        charging = True
+    latitude: float | None = None
+    longitude: float | None = None
+    if lat_raw <= _MAX_LATITUDE and lon_raw <= _MAX_LONGITUDE:
+        latitude = -lat_raw / 1e6 if south else lat_raw / 1e6
+        longitude = -lon_raw / 1e6 if west else lon_raw / 1e6
+    else:
+        valid = False
+    return _new_message(
+        (
+            _JT808, _ALARM if alarms else _LOCATION, device_id,
+            _device_time(stamp, ctx.jt808_utc_offset), valid, latitude, longitude, speed / 10,
+            float(course), float(altitude), satellites, None, _GNSS if valid else None, (), (),
+            tuple(dict.fromkeys(alarms)) if alarms else (), WORD_ALARM_STATES,
+            ignition, relay, charging, battery,
+            millivolts / 1000, None, _SIGNAL_PERCENT[csq], mileage / 10, serial, None, None,
+            True, False, _iccid_info(iccid), frame,
+        )
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _status_bits(status: int) -> tuple[bool, bool, bool, bool, bool, bool]:
+    """The status word's valid, south, west, ignition, relay and charging bits (a device's
+    status word takes few values)."""
+    return (
+        status & _VALID != 0, status & _SOUTH != 0, status & _WEST != 0,
+        status & _IGNITION != 0, status & _OIL_CUT != 0, status & _CHARGING != 0,
+    )  # fmt: skip
+
+
+#: Header bits the fast path leaves to the general one: encryption, fragments, 2019, vendor.
+_FAST_REFUSED = int(
+    Attribute.ENCRYPTION
+    | Attribute.SUBPACKAGE
+    | Attribute.VERSION_2019
+    | Attribute.JT600_ACK_REQUESTED
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-packaged messages (header bit 13, protocols.md §3.12; `reassembly`)
+# ---------------------------------------------------------------------------------------------
+
+#: Messages whose own reply is more than a general response: kept when they come in pieces.
+_SPECIFIC_REPLIES = frozenset({MessageId.REGISTER, MessageId.TIME_SYNC})
+
+
+def _decode_fragment(header: Header, body: bytes, ctx: Context) -> FrameResult:
+    """One fragment of a sub-packaged message, kept until the message is whole.
+
+    Each fragment gets its own `0x8001` (JT/T 808-2013 §7.12 allows one general response per
+    fragment), so the device never resends one we hold. The fragment that completes the
+    message returns it decoded as one, under the first fragment's serial; the others decode
+    to an OTHER message that keeps the link alive.
+    """
+    assert header.packets is not None
+    total, index = header.packets
+    if not 1 <= index <= total:
+        raise FrameError(f"JT808 fragment {index} of {total}: indexes run from 1")
+    ack = _general_response(header, ctx)
+    fragments = ctx.jt808_fragments
+    if fragments is None:
+        fragments = ctx.jt808_fragments = Reassembly()
+    key = FragmentKey(header.message_id, total, (header.serial - index + 1) & 0xFFFF)
+    whole = fragments.add(key, index, Fragment(body, header.raw, header.checksum_ok), ctx.now)
+    if whole is None:
+        return FrameResult((_plain(header, MessageType.OTHER),), ack)
+    first = header._replace(
+        serial=key.first_serial, packets=None, checksum_ok=whole.checksum_ok, raw=whole.frames
+    )
+    result = _DECODERS.get(key.message_id, _decode_other)(first, whole.body, ctx)
+    if result.ack is not None and key.message_id in _SPECIFIC_REPLIES:
+        ack += result.ack
+    return FrameResult(result.messages, ack, result.unknown)
+
+
+class Settled(NamedTuple):
+    """What became of a session's unfinished sub-packaged messages (see `settle`)."""
+
+    request: bytes | None  #: `0x8003` frames asking for missing fragments, to send now
+    lost: tuple[Lost, ...]  #: messages given up, to report
+
+
+def settle(ctx: Context, *, final: bool, can_request: bool = True) -> Settled:
+    """Time out unfinished sub-packaged messages and ask for fragments that did not come.
+
+    A message whose last fragment arrived while others are missing gets one `0x8003`
+    retransmission request (original serial, count, indexes: JT/T 808-2013 §8.4; the count is a
+    WORD in the 2019 form). `final` (the connection closed) gives every unfinished message up.
+    """
+    fragments = ctx.jt808_fragments
+    if fragments is None:
+        return Settled(None, ())
+    requests, lost = fragments.settle(ctx.now, final=final, can_request=can_request)
+    frames = b""
+    for key, missing in requests:
+        count = _WORD.pack(len(missing)) if ctx.jt808_2019 else bytes((len(missing),))
+        body = _WORD.pack(key.first_serial) + count + b"".join(map(_WORD.pack, missing))
+        frames += encode_frame(MessageId.RETRANSMIT_REQUEST, body, ctx)[0]
+    return Settled(frames or None, tuple(lost))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1390,4 +1757,4 @@ def command_outcome(
     return CommandOutcome(reply.result)
 
 
-FAMILY = Family(decode, encode_command, command_outcome)
+FAMILY = Family(decode, encode_command, command_outcome, decode_fast)

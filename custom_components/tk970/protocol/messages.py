@@ -143,6 +143,7 @@ class Message(NamedTuple):
     battery_voltage: float | None = None
     power_voltage: float | None = None
     gsm_signal: int | None = None  #: 0..100
+    odometer_km: float | None = None  #: total distance the device has counted
     serial: int | None = None
     text: str | None = None  #: command reply text
     reply: CommandReply | None = None  #: set on command replies
@@ -195,6 +196,7 @@ _SCALAR_FIELDS = (
     "battery_voltage",
     "power_voltage",
     "gsm_signal",
+    "odometer_km",
     "serial",
     "text",
     "checksum_ok",

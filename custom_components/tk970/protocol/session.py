@@ -9,6 +9,10 @@ nothing here reads a socket or the time.
     items = session.feed(chunk, now)      # Decoded(message, ack) and Skipped(reason, raw)
     items = session.flush(now)            # the peer went quiet for IDLE_FLUSH_SECONDS
     items = session.close(now)            # the peer closed: an incomplete rest is reported
+
+A read that is exactly one whole frame, which is how trackers send their reports, goes to the
+family's fast decoder (`Family.fast`) first; detection, splitting and the general decoder run
+for anything else. Both give the same items (tests/protocol/test_fastpath.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import NamedTuple
 
 from . import gps103, gt06, h02, jt808, watch
 from .commands import Command, CommandOutcome, EncodedCommand
-from .context import JT808_DEFAULT_OFFSET, Context, Family
+from .context import JT808_DEFAULT_OFFSET, Context, Family, FrameResult
 from .detect import detect
 from .errors import CommandError, FrameError
 from .framing import MAX_FRAME, SPLITTERS, Mode
@@ -50,6 +54,11 @@ OFFSET_VOTES = 2
 #: Bytes kept before detection when nothing looks like a frame start yet.
 _MAX_UNDETECTED = 64
 
+#: Unknown message types are logged once per process: the (family, type) pairs seen so far,
+#: bounded so that a peer inventing types costs at most this many log lines.
+_MAX_UNKNOWN_LOGGED = 256
+_unknown_logged: set[tuple[Protocol, str]] = set()
+
 
 class Decoded(NamedTuple):
     """A decoded message, and the bytes to send back at once (None when no reply is due)."""
@@ -68,6 +77,8 @@ class Skipped(NamedTuple):
 
 type Item = Decoded | Skipped
 
+#: First byte of a frame that a family's fast path may take, when detection has not run.
+_FAST_START = {b"\x78": Protocol.GT06, b"\x79": Protocol.GT06, b"\x7e": Protocol.JT808}
 #: What a splitter's None ("need more data") unpacks to in the loop.
 _NEED_MORE = (0, None, None)
 #: Building a NamedTuple through tuple.__new__ skips its Python-level __new__ (per message).
@@ -85,6 +96,10 @@ class SessionStats:
     junk_bytes: int = 0
     checksum_failures: int = 0
     decoder_errors: int = 0
+    #: frames of a message type the decoder does not know (answered where the protocol can)
+    unknown_types: int = 0
+    #: JT808 fragments that never came, of sub-packaged messages given up
+    fragments_lost: int = 0
 
 
 class Session:
@@ -97,12 +112,14 @@ class Session:
         protocol: Protocol | None = None,
         jt808_utc_offset: timedelta = JT808_DEFAULT_OFFSET,
         learn_jt808_offset: bool = True,
+        fast_path: bool = True,
     ) -> None:
         """Start a session; `datagram` decodes each `feed` on its own (UDP).
 
         `learn_jt808_offset` lets live JT808 reports correct the clock offset; the decoder CLI
         turns it off, since pasted frames are not live and its output must not depend on when
-        it runs.
+        it runs. `fast_path` off sends every read through the general path (the differential
+        test compares the two).
         """
         self.datagram = datagram
         self.protocol = protocol
@@ -111,6 +128,9 @@ class Session:
         self._buffer = b""
         self._latched = protocol is not None
         self._learn = learn_jt808_offset
+        self._fast = fast_path
+        #: the latched family's fast decoder (a TCP connection, once its family is known)
+        self._fast_decode = FAMILIES[protocol].fast if fast_path and protocol else None
         self._offset_candidate: timedelta | None = None
         self._offset_votes = 0
 
@@ -129,7 +149,27 @@ class Session:
     def feed(self, data: bytes, now: datetime) -> list[Item]:
         """Take the next bytes of the stream (or one whole datagram) and decode what is complete."""
         self.stats.bytes_in += len(data)
-        self.context.now = now
+        context = self.context
+        context.now = now
+        if not self._buffer:
+            fast = self._fast_decode
+            if fast is not None:
+                # The common case, kept short: a connection whose family is known sends one
+                # report per read.
+                try:
+                    result = fast(data, context)
+                except Exception:  # noqa: BLE001  # the general path decides the rest
+                    result = None
+                if result is not None:
+                    messages, ack, unknown = result
+                    if len(messages) == 1 and unknown is None and context.jt808_fragments is None:
+                        # `_fast_items` for one report, spelled out: this runs for each one
+                        return [_new_tuple(Decoded, (self._one(messages[0], context), ack))]
+                    return self._fast_items(result, data)
+            elif self._fast:
+                items = self._feed_fast(data)
+                if items is not None:
+                    return items
         if self.datagram:
             # Each datagram stands alone: its own detection, nothing carried to the next.
             self._buffer = b""
@@ -147,11 +187,17 @@ class Session:
         return self._run(self._buffer, Mode.IDLE)
 
     def close(self, now: datetime) -> list[Item]:
-        """End of stream: decode what the quiet peer finished, report an incomplete rest."""
+        """End of stream: decode what the quiet peer finished, report an incomplete rest.
+
+        Sub-packaged JT808 messages still missing fragments are reported as lost.
+        """
         items = self.flush(now)
         if self._buffer:
             self._junk(items, self._buffer, "incomplete frame at the end of the stream")
             self._buffer = b""
+        if self.context.jt808_fragments is not None:
+            self.context.now = now
+            self._settle(items, final=True)
         return items
 
     def encode_command(self, command: Command, now: datetime) -> EncodedCommand:
@@ -191,7 +237,8 @@ class Session:
                     pos = end
                     break
                 self.protocol = found.protocol
-                self._latched = not self.datagram
+                if not self.datagram:
+                    self._latch()
             length, reason, payload = SPLITTERS[self.protocol](view, mode) or _NEED_MORE
             if not length:
                 break
@@ -205,7 +252,92 @@ class Session:
             # Splitters never ask to keep more than a frame; this guards the invariant.
             self._junk(items, self._buffer, "buffer over the frame size limit")
             self._buffer = b""
+        fragments = self.context.jt808_fragments
+        if fragments is not None and fragments.busy:
+            self._settle(items, final=False)
         return items
+
+    def _settle(self, items: list[Item], *, final: bool) -> None:
+        """Report sub-packaged JT808 messages given up; ask for missing fragments.
+
+        A retransmission request rides with the last reply of this read, so it goes out after
+        the acknowledgements of the fragments that did come.
+        """
+        last = next(
+            (i for i in range(len(items) - 1, -1, -1) if isinstance(items[i], Decoded)), None
+        )
+        settled = jt808.settle(self.context, final=final, can_request=last is not None)
+        if settled.request is not None and last is not None:
+            item = items[last]
+            assert isinstance(item, Decoded)
+            items[last] = Decoded(item.message, (item.ack or b"") + settled.request)
+        for lost in settled.lost:
+            self.stats.fragments_lost += lost.missing
+            self._junk(items, lost.frames, lost.reason)
+
+    def _feed_fast(self, data: bytes) -> list[Item] | None:
+        """Decode a read that is one whole frame of a common layout straight (`Family.fast`);
+        None when it is not, or when anything is unusual: the general path then takes it.
+
+        The steps of `_run` it skips (detection, splitting) would have found exactly this
+        frame; the bookkeeping after decoding is the same code (`_deliver`).
+        """
+        protocol = self.protocol
+        if protocol is None or (self.datagram and not self._latched):
+            protocol = _FAST_START.get(data[:1])
+            if protocol is None or (protocol is Protocol.GT06 and data[1:2] != data[:1]):
+                return None
+        fast = FAMILIES[protocol].fast
+        if fast is None:
+            return None
+        try:
+            result = fast(data, self.context)
+        except Exception:  # noqa: BLE001  # the general path decides (and contains) the rest
+            return None
+        if result is None:
+            return None
+        self.protocol = protocol
+        if not self.datagram:
+            self._latch()
+        return self._fast_items(result, data)
+
+    def _fast_items(self, result: FrameResult, data: bytes) -> list[Item]:
+        """What `_run` returns for a read that was this one frame.
+
+        The usual case, one message of a known type with no fragments pending, is `_deliver`
+        spelled out (it runs for every report).
+        """
+        messages, ack, unknown = result
+        context = self.context
+        if len(messages) == 1 and unknown is None and context.jt808_fragments is None:
+            return [_new_tuple(Decoded, (self._one(messages[0], context), ack))]
+        self.stats.frames += 1
+        items: list[Item] = []
+        self._deliver(items, result, data)
+        fragments = context.jt808_fragments
+        if fragments is not None and fragments.busy:
+            self._settle(items, final=False)
+        return items
+
+    def _one(self, message: Message, context: Context) -> Message:
+        """`_deliver`'s bookkeeping for a read that was one frame of one known message."""
+        stats = self.stats
+        stats.frames += 1
+        stats.messages += 1
+        if message.checksum_ok is False:
+            stats.checksum_failures += 1
+        if self._learn and message.protocol is _JT808 and message.time is not None:
+            message = self._learn_jt808_offset(message)
+        device_id = message.device_id
+        if device_id and device_id != context.device_id:
+            context.device_id = device_id
+        return message
+
+    def _latch(self) -> None:
+        """Keep the detected family for the rest of the connection."""
+        self._latched = True
+        if self._fast and self.protocol is not None:
+            self._fast_decode = FAMILIES[self.protocol].fast
 
     def _junk(self, items: list[Item], raw: bytes, reason: str) -> None:
         self.stats.skipped += 1
@@ -226,10 +358,17 @@ class Session:
             _LOGGER.debug("Decoder error on %s frame %s", self.protocol, frame.hex(), exc_info=True)
             items.append(Skipped(f"decoder error: {err!r}", frame, self.protocol))
             return
+        self._deliver(items, result, frame)
+
+    def _deliver(self, items: list[Item], result: FrameResult, frame: bytes) -> None:
+        """Count, log an unknown type, learn the JT808 clock, bind the identity, add items."""
         messages = result.messages
         stats = self.stats
         if messages and messages[0].checksum_ok is False:
             stats.checksum_failures += 1
+        if result.unknown is not None:
+            stats.unknown_types += 1
+            self._log_unknown(result.unknown, frame, result.ack is not None)
         ack = result.ack
         context = self.context
         for message in messages:
@@ -241,6 +380,22 @@ class Session:
             items.append(_new_tuple(Decoded, (message, ack)))
             ack = None
 
+    def _log_unknown(self, kind: str, frame: bytes, answered: bool) -> None:
+        """Log a message type the decoder does not know, once per process and type."""
+        assert self.protocol is not None
+        seen = (self.protocol, kind)
+        if seen in _unknown_logged or len(_unknown_logged) >= _MAX_UNKNOWN_LOGGED:
+            return
+        _unknown_logged.add(seen)
+        _LOGGER.info(
+            "Unknown %s message type %s from %s (%s); frame %s",
+            self.protocol.value,
+            kind,
+            self.context.device_id or "a device not yet identified",
+            "answered with the protocol's generic acknowledgement" if answered else "not answered",
+            frame[:64].hex(),
+        )
+
     def _learn_jt808_offset(self, message: Message) -> Message:
         """Learn the device's clock offset from live reports; return the message corrected.
 
@@ -250,6 +405,9 @@ class Session:
         if message.historical or message.time is None or message.type not in _LIVE_TYPES:
             return message
         delta = (self.context.now - message.time).total_seconds()
+        if -1800.0 < delta < 1800.0:  # the clock agrees (the usual case): no vote
+            self._offset_votes = 0
+            return message
         hours = round(delta / 3600)
         proposal = self.context.jt808_utc_offset - timedelta(hours=hours)
         plausible = timedelta(hours=-12) <= proposal <= timedelta(hours=14)
@@ -274,3 +432,4 @@ class Session:
 
 
 _LIVE_TYPES = frozenset({MessageType.LOCATION, MessageType.ALARM})
+_JT808 = Protocol.JT808
