@@ -256,8 +256,8 @@ async def test_a_fix_of_the_same_age_wins(
     assert paris is not None
     shown = coordinator.data.position_time
     assert shown is not None
-    assert not coordinator._show_fallback(paris, FixTime(shown, False))
-    assert coordinator._show_fallback(paris, FixTime(shown + timedelta(seconds=1), False))
+    assert not coordinator.core.show_fallback(paris, FixTime(shown, False))
+    assert coordinator.core.show_fallback(paris, FixTime(shown + timedelta(seconds=1), False))
 
 
 @pytest.mark.parametrize("protocol", FAMILIES)
