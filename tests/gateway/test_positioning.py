@@ -9,7 +9,7 @@ server on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 import json
 from pathlib import Path
 import stat
@@ -48,28 +48,41 @@ async def provider() -> AsyncIterator[FakeProvider]:
 class Device:
     """A simulated tracker on a gateway, and the state JSON the gateway publishes for it."""
 
-    def __init__(self, observer: Observer, device: SimulatedTracker, identity: str) -> None:
+    def __init__(
+        self, observer: Observer, gateway: Gateway, device: SimulatedTracker, identity: str
+    ) -> None:
         self.observer = observer
+        self.gateway = gateway
         self.device = device
+        self.identity = identity
         self.topic = state_topic(identity)
 
-    def published(self) -> int:
-        return len(self.observer.on(self.topic))
+    async def published(self) -> dict[str, Any]:
+        """The state the gateway holds, once the observer received it (the newest one)."""
 
-    async def next_state(self, before: int) -> dict[str, Any]:
-        """The first state published after `before` states (one per report)."""
-        await wait_for(lambda: self.published() > before, within=20)
-        return self.observer.on(self.topic)[before].json()  # type: ignore[no-any-return]
+        def received() -> bool:
+            last = self.observer.last(self.topic)
+            tracker = self.gateway.trackers[self.identity]
+            return last is not None and last.json() == json.loads(json.dumps(tracker.snapshot()))
+
+        await wait_for(received, within=20)
+        return self.observer.last(self.topic).json()  # type: ignore[union-attr,no-any-return]
+
+    async def handled(self, send: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+        """Send a report, wait until the gateway took it and published its state."""
+        tracker = self.gateway.trackers[self.identity]
+        heard = tracker.state.last_heard
+        await send()
+        await wait_for(lambda: tracker.state.last_heard != heard, within=20)
+        return await self.published()
 
     async def fix(self, where: tuple[float, float]) -> dict[str, Any]:
-        before = self.published()
-        await self.device.report(latitude=where[0], longitude=where[1], valid=True)
-        return await self.next_state(before)
+        return await self.handled(
+            lambda: self.device.report(latitude=where[0], longitude=where[1], valid=True)
+        )
 
     async def no_fix(self, where: tuple[float, float], *, wifi: bool = True) -> dict[str, Any]:
-        before = self.published()
-        await self.device.report_without_fix(*where, wifi=wifi)
-        return await self.next_state(before)
+        return await self.handled(lambda: self.device.report_without_fix(*where, wifi=wifi))
 
 
 @pytest.fixture
@@ -83,10 +96,9 @@ async def devices(observer: Observer) -> AsyncIterator[Any]:
         )
         await device.connect()
         made.append(device)
-        before = len(observer.on(state_topic(identity)))
-        await device.login()
-        tracker = Device(observer, device, identity)
-        await tracker.next_state(before)  # the login's: each report's state comes after it
+        await device.login()  # answered once the gateway took the login
+        tracker = Device(observer, gateway, device, identity)
+        await tracker.published()
         return tracker
 
     yield connect
@@ -164,14 +176,13 @@ async def test_online_provider(
     gateway = await gateways(allow={IMEI: "Van"}, positioning=settings)
     device = await devices(gateway, "gt06")
     await device.fix(AWAY)
-    before = device.published()
     await device.device.report_without_fix(*HERE)
-    state = await device.next_state(before)
-    if state.get("position_method") != "online":  # the answer comes after the report's state
-        state = await device.observer.wait(
+    # The answer comes after the report's own state.
+    state = (
+        await device.observer.wait(
             device.topic, lambda m: m.json().get("position_method") == "online"
         )
-        state = state.json()
+    ).json()
     assert (state["latitude"], state["longitude"]) == (
         ANSWER["location"]["lat"],  # type: ignore[index]
         ANSWER["location"]["lng"],  # type: ignore[index]
@@ -184,7 +195,11 @@ async def test_online_provider(
     assert request["body"]["considerIp"] is False
     assert request["body"]["cellTowers"]
     await device.no_fix(HERE)
-    assert len(provider.requests) == 1  # answered from the cache
+    assert gateway.positioning is not None
+    outcomes = gateway.positioning.online.stats.by_outcome
+    await wait_for(lambda: sum(outcomes.values()) == 2, within=20)
+    assert outcomes == {"found": 1, "cached": 1}
+    assert len(provider.requests) == 1
     assert not (tmp_path / "data" / LEARNED_FILE).exists()  # learning is off
 
 
@@ -204,7 +219,7 @@ def test_command_line(tmp_path: Path) -> None:
                 "mls",
                 "--geolocation-api-key",
                 "k",
-            ]  # fmt: skip
+            ]
         )
     ).positioning
     assert settings is not None
