@@ -46,8 +46,10 @@ from homeassistant.helpers.update_coordinator import (  # noqa: E402
 from homeassistant.util import dt as dt_util  # noqa: E402
 
 from bench.fleet import free_port  # noqa: E402
-from custom_components.tk970 import coordinator as coordinator_module  # noqa: E402
-from custom_components.tk970 import tracking as tracking_module  # noqa: E402
+from custom_components.tk970 import (  # noqa: E402
+    coordinator as coordinator_module,
+    tracking as tracking_module,
+)
 from custom_components.tk970.coordinator import TrackerCoordinator  # noqa: E402
 from custom_components.tk970.entity import TK970Entity  # noqa: E402
 from custom_components.tk970.listener import Link  # noqa: E402
