@@ -351,7 +351,6 @@ class Gateway:
         self._moved.discard(tid)
         if tracker.protocol is None:
             tracker.protocol = link.protocol  # the model string in the first discovery
-
         self.broker.subscribe(self._tracker_subscriptions(tracker))
         self._put(self._discovery(tracker))
         self._put(Publication(self.topics.availability(tid), b"online", retain=True))

@@ -5,14 +5,15 @@ The engine (`positioning/`) knows nothing of Home Assistant; this module plugs i
 * `Positioning`, one per Home Assistant while any tracker is set up: the learned table saved
   with a `Store` (at most `SAVE_DELAY` after a change, and at the final write), the imported
   cell database in `.storage`, and online lookups on Home Assistant's shared HTTP session.
-* `TrackerPositioning`, one per tracker (its coordinator owns it): reads the tracker's options
-  where they are used, so a change applies at once; learns from the tracker's fixes; resolves
-  its reports without a fix, from the learned table at once and from the database and the
-  provider in a background task of the entry (report handling never waits for a file or the
-  network); raises one repair issue per tracker when the provider rejects the key or its quota
-  is spent, and removes it once the provider answers again or the options change.
+* `TrackerPositioning`, one per tracker (its coordinator owns it), the engine's per-tracker
+  `positioning.tracker.TrackerLocator` (shared with the MQTT gateway: learns from the
+  tracker's fixes; resolves its reports without a fix from the learned table at once, from the
+  database and the provider in the background) with Home Assistant's parts: the tracker's
+  options read where they are used, so a change applies at once; the entry's background task;
+  one repair issue per tracker when the provider rejects the key or its quota is spent,
+  removed once the provider answers again or the options change.
 
-The coordinator decides whether an estimate may be shown (`positioning.fallback_moves`).
+The tracker rules decide whether an estimate may be shown (`tracking.Tracker.show_fallback`).
 """
 
 from __future__ import annotations
