@@ -42,7 +42,6 @@ TRACKER_PORT = 8888
 USERNAME = "demo"
 PASSWORD = "tk970-demo"  # noqa: S105 - a throw-away local demo account, printed on start
 IMEI = "359586015829802"
-CLIENT_ID = f"{HA_URL}/"
 #: Home Assistant's first start installs nothing (scripts/demo did) but builds its database.
 START_TIMEOUT = 300.0
 
@@ -50,9 +49,16 @@ _LOGGER = logging.getLogger("demo")
 _PROBE = aiohttp.ClientTimeout(total=2)
 
 
-def write_config(folder: Path) -> None:
-    """A minimal configuration: the frontend, history for the route, the demo dashboard."""
-    shutil.copy(HERE / "configuration.yaml", folder / "configuration.yaml")
+def write_config(folder: Path, configuration: str | None = None) -> None:
+    """A minimal configuration: the frontend, history for the route, the demo dashboard.
+
+    `configuration` replaces the demo's configuration.yaml (the fleet benchmark runs without a
+    frontend, on ports of its own).
+    """
+    if configuration is None:
+        shutil.copy(HERE / "configuration.yaml", folder / "configuration.yaml")
+    else:
+        (folder / "configuration.yaml").write_text(configuration)
     shutil.copy(HERE / "dashboard.yaml", folder / "tk970_dashboard.yaml")
     (folder / "automations.yaml").write_text("[]\n")
     # Onboarding: only the user step is left, done over the API; the other steps would set up
@@ -74,26 +80,29 @@ def write_config(folder: Path) -> None:
     (custom / "tk970").symlink_to(ROOT / "custom_components" / "tk970")
 
 
-async def wait_until_up(session: aiohttp.ClientSession, process: subprocess.Popen[bytes]) -> None:
+async def wait_until_up(
+    session: aiohttp.ClientSession, process: subprocess.Popen[bytes], url: str = HA_URL
+) -> None:
     """Wait for Home Assistant's HTTP API (onboarding answers before login exists)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"demo: Home Assistant exited with {process.returncode}")
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get(f"{HA_URL}/api/onboarding", timeout=_PROBE) as response:
+            async with session.get(f"{url}/api/onboarding", timeout=_PROBE) as response:
                 if response.status == 200:
                     return
         await asyncio.sleep(0.5)
     raise SystemExit("demo: Home Assistant did not start in time")
 
 
-async def onboard(session: aiohttp.ClientSession) -> str:
+async def onboard(session: aiohttp.ClientSession, url: str = HA_URL) -> str:
     """Create the demo user (the last onboarding step); return an access token."""
+    client_id = f"{url}/"
     async with session.post(
-        f"{HA_URL}/api/onboarding/users",
+        f"{url}/api/onboarding/users",
         json={
-            "client_id": CLIENT_ID,
+            "client_id": client_id,
             "name": "Demo",
             "username": USERNAME,
             "password": PASSWORD,
@@ -103,8 +112,8 @@ async def onboard(session: aiohttp.ClientSession) -> str:
         response.raise_for_status()
         code = (await response.json())["auth_code"]
     async with session.post(
-        f"{HA_URL}/auth/token",
-        data={"grant_type": "authorization_code", "code": code, "client_id": CLIENT_ID},
+        f"{url}/auth/token",
+        data={"grant_type": "authorization_code", "code": code, "client_id": client_id},
     ) as response:
         response.raise_for_status()
         access = (await response.json())["access_token"]
@@ -112,10 +121,10 @@ async def onboard(session: aiohttp.ClientSession) -> str:
 
 
 async def websocket_call(
-    session: aiohttp.ClientSession, token: str, message: dict[str, object]
+    session: aiohttp.ClientSession, token: str, message: dict[str, object], url: str = HA_URL
 ) -> object:
     """One command over Home Assistant's websocket API; return its result."""
-    async with session.ws_connect(f"{HA_URL}/api/websocket") as socket:
+    async with session.ws_connect(f"{url}/api/websocket") as socket:
         await socket.receive_json()  # auth_required
         await socket.send_json({"type": "auth", "access_token": token})
         if (await socket.receive_json()).get("type") != "auth_ok":
@@ -127,26 +136,33 @@ async def websocket_call(
         return reply.get("result")
 
 
-async def add_tracker(session: aiohttp.ClientSession, token: str, protocol: str) -> None:
-    """Add the simulated tracker through the integration's config flow, as a user would."""
+async def add_tracker(
+    session: aiohttp.ClientSession,
+    token: str,
+    *,
+    url: str = HA_URL,
+    imei: str = IMEI,
+    name: str = "Demo car",
+    port: int = TRACKER_PORT,
+) -> None:
+    """Add a tracker through the integration's config flow, as a user would."""
     headers = {"Authorization": f"Bearer {token}"}
     async with session.post(
-        f"{HA_URL}/api/config/config_entries/flow",
+        f"{url}/api/config/config_entries/flow",
         json={"handler": "tk970", "show_advanced_options": False},
         headers=headers,
     ) as response:
         response.raise_for_status()
         flow = await response.json()
     async with session.post(
-        f"{HA_URL}/api/config/config_entries/flow/{flow['flow_id']}",
-        json={"imei": IMEI, "name": "Demo car", "port": TRACKER_PORT},
+        f"{url}/api/config/config_entries/flow/{flow['flow_id']}",
+        json={"imei": imei, "name": name, "port": port},
         headers=headers,
     ) as response:
         response.raise_for_status()
         result = await response.json()
     if result.get("type") != "create_entry":
         raise SystemExit(f"demo: adding the tracker failed: {result}")
-    _LOGGER.info('Added the %s tracker %s ("Demo car")', protocol, IMEI)
 
 
 #: What the dashboard says about the simulated car's road, by the simulator's stretch names.
@@ -202,14 +218,21 @@ async def watch_sos_button(session: aiohttp.ClientSession, token: str, drive: Dr
                 drive.request_sos()
 
 
-def start_home_assistant(folder: Path) -> subprocess.Popen[bytes]:
-    """Run Home Assistant on the folder; its output goes to home-assistant.out there."""
+def start_home_assistant(
+    folder: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run Home Assistant on the folder; its output goes to home-assistant.out there.
+
+    `env` adds to the environment (its PYTHONPATH goes before the repository's).
+    """
     output = (folder / "home-assistant.out").open("wb")
+    extra = dict(env or {})
+    path = os.pathsep.join(filter(None, [extra.pop("PYTHONPATH", ""), str(ROOT)]))
     return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
         [sys.executable, "-m", "homeassistant", "--config", str(folder)],
         stdout=output,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **extra, "PYTHONPATH": path},
         start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
     )
 
@@ -251,7 +274,8 @@ async def run(args: argparse.Namespace) -> None:
                     "lifespan": 30,
                 },
             )
-            await add_tracker(session, access, args.protocol)
+            await add_tracker(session, access)
+            _LOGGER.info('Added the %s tracker %s ("Demo car")', args.protocol, IMEI)
             tracker = SimulatedTracker(IMEI, protocol=args.protocol, port=TRACKER_PORT)
             drive = Drive(
                 tracker,

@@ -68,6 +68,14 @@ async def wait_for_state(
     return state
 
 
+def saved_state(hass_storage: dict[str, Any], entry_id: str) -> dict[str, Any] | None:
+    """The tracker state saved for a config entry (None: none on disk)."""
+    from custom_components.tk970.store import STORAGE_KEY
+
+    state = hass_storage.get(STORAGE_KEY, {}).get("data", {}).get(entry_id)
+    return state if isinstance(state, dict) else None
+
+
 def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
     """The entity id registered for a unique ID (names may change; unique IDs may not)."""
     from homeassistant.helpers import entity_registry as er

@@ -119,3 +119,5 @@ async def test_diagnostics_redact_location_and_identity(
     assert diagnostics["connection"]["session"]["messages"] >= 2
     assert diagnostics["listener"]["tcp_connections"] == 1
     assert diagnostics["state"]["latitude"] == "**REDACTED**"
+    assert diagnostics["state"]["clock_offset"] == 0
+    assert diagnostics["activity"]["online"] is True

@@ -14,6 +14,7 @@ from custom_components.tk970.const import (
     CONF_ALARM_HOLD,
     CONF_IMEI,
     CONF_NAME,
+    CONF_OFFLINE_AFTER,
     CONF_PORT,
     CONF_RELAY_DIALECT,
     CONF_RELAY_MAX_SPEED,
@@ -157,7 +158,7 @@ async def test_reconfigure(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> 
 
 
 async def test_options(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None:
-    """Hold time, speed limit, relay dialect and password are options."""
+    """Hold time, offline time, speed limit, relay dialect and password are options."""
     entry = make_entry()
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
@@ -166,6 +167,7 @@ async def test_options(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None
         result["flow_id"],
         {
             CONF_ALARM_HOLD: 5,
+            CONF_OFFLINE_AFTER: 90,
             CONF_RELAY_MAX_SPEED: 10,
             CONF_RELAY_DIALECT: "gt06_dyd",
             CONF_RELAY_PASSWORD: "000000",
@@ -174,6 +176,7 @@ async def test_options(hass: HomeAssistant, mock_setup_entry: AsyncMock) -> None
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {
         CONF_ALARM_HOLD: 5,
+        CONF_OFFLINE_AFTER: 90,
         CONF_RELAY_MAX_SPEED: 10,
         CONF_RELAY_DIALECT: "gt06_dyd",
         CONF_RELAY_PASSWORD: "000000",

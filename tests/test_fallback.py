@@ -24,6 +24,7 @@ from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from custom_components.tk970.clock import FixTime
 from custom_components.tk970.const import DOMAIN
 from custom_components.tk970.diagnostics import async_get_config_entry_diagnostics
 from custom_components.tk970.fallback import DATA_POSITIONING, SAVE_DELAY, STORAGE_KEY, Positioning
@@ -255,8 +256,8 @@ async def test_a_fix_of_the_same_age_wins(
     assert paris is not None
     shown = coordinator.data.position_time
     assert shown is not None
-    assert not coordinator._show_fallback(paris, shown)
-    assert coordinator._show_fallback(paris, shown + timedelta(seconds=1))
+    assert not coordinator._show_fallback(paris, FixTime(shown, False))
+    assert coordinator._show_fallback(paris, FixTime(shown + timedelta(seconds=1), False))
 
 
 @pytest.mark.parametrize("protocol", FAMILIES)

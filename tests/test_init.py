@@ -19,9 +19,19 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.tk970.const import DOMAIN
 from custom_components.tk970.hub import HUBS, identity_matches, port_issue_id
 from custom_components.tk970.protocol import Protocol
+from custom_components.tk970.store import SAVE_DELAY
 from simulator import SimulatedTracker
 
-from .common import IMEI, IMEI_2, entity_id, free_port, make_entry, wait_for, wait_for_state
+from .common import (
+    IMEI,
+    IMEI_2,
+    entity_id,
+    free_port,
+    make_entry,
+    saved_state,
+    wait_for,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -282,11 +292,14 @@ async def test_removing_a_tracker_deletes_its_saved_state(
     await wait_for(lambda: entry.runtime_data.data.latitude is not None)
     await tracker.close()
     assert await hass.config_entries.async_unload(entry.entry_id)
-    key = f"{DOMAIN}.{entry.entry_id}"
-    assert hass_storage[key]["data"]["latitude"] == 3.0
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY + 1))
+    await hass.async_block_till_done()
+    saved = saved_state(hass_storage, entry.entry_id)
+    assert saved is not None
+    assert saved["latitude"] == 3.0
     await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
-    assert key not in hass_storage
+    assert saved_state(hass_storage, entry.entry_id) is None
 
 
 async def test_options_apply_without_dropping_the_connection(
@@ -337,3 +350,25 @@ async def test_disconnect_is_seen_after_another_entry_joins(
     await tracker.close()
     await wait_for_state(hass, connected, lambda s: s.state == STATE_OFF)
     assert first.runtime_data.link is None
+
+
+async def test_state_saved_by_an_earlier_version_is_moved_in(
+    hass: HomeAssistant, port: int, hass_storage: dict
+) -> None:
+    """Versions before the shared file saved one file per tracker: it is read, then removed."""
+    entry = make_entry(port=port)
+    legacy = f"{DOMAIN}.{entry.entry_id}"
+    hass_storage[legacy] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": legacy,
+        "data": {"latitude": 5.0, "longitude": 6.0, "accuracy": 10, "relay": True},
+    }
+    await setup(hass, entry)
+    tracker_id = entity_id(hass, "device_tracker", IMEI)
+    assert hass.states.get(tracker_id).attributes["latitude"] == pytest.approx(5.0)
+    assert entry.runtime_data.data.relay is True
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY + 1))
+    await hass.async_block_till_done()
+    assert (saved_state(hass_storage, entry.entry_id) or {})["latitude"] == 5.0
+    assert legacy not in hass_storage

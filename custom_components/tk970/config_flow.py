@@ -29,11 +29,13 @@ from .const import (
     CONF_ALARM_HOLD,
     CONF_IMEI,
     CONF_NAME,
+    CONF_OFFLINE_AFTER,
     CONF_PORT,
     CONF_RELAY_DIALECT,
     CONF_RELAY_MAX_SPEED,
     CONF_RELAY_PASSWORD,
     DEFAULT_ALARM_HOLD,
+    DEFAULT_OFFLINE_AFTER,
     DEFAULT_PORT,
     DEFAULT_RELAY_MAX_SPEED,
     DIALECT_AUTO,
@@ -237,7 +239,7 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class TK970OptionsFlow(OptionsFlow):
-    """Alarm hold time and relay settings."""
+    """Alarm hold time, offline time and relay settings."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show and save the options."""
@@ -256,6 +258,18 @@ class TK970OptionsFlow(OptionsFlow):
                     NumberSelector(
                         NumberSelectorConfig(
                             min=1, max=1440, step=1, unit_of_measurement="min",
+                            mode=NumberSelectorMode.BOX,
+                        )
+                    ),
+                    vol.Coerce(int),
+                ),
+                vol.Required(
+                    CONF_OFFLINE_AFTER,
+                    default=options.get(CONF_OFFLINE_AFTER, DEFAULT_OFFLINE_AFTER),
+                ): vol.All(
+                    NumberSelector(
+                        NumberSelectorConfig(
+                            min=5, max=1440, step=1, unit_of_measurement="min",
                             mode=NumberSelectorMode.BOX,
                         )
                     ),

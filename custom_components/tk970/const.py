@@ -27,6 +27,10 @@ DEFAULT_RELAY_MAX_SPEED: Final = 20
 CONF_RELAY_DIALECT: Final = "relay_dialect"
 DIALECT_AUTO: Final = "auto"
 CONF_RELAY_PASSWORD: Final = "relay_password"  # noqa: S105 - an option key, not a secret
+#: A tracker silent this long is offline: its live values (speed, battery ...) are unavailable.
+#: Trackers send a heartbeat every few minutes; the listener drops silent links after 30 min.
+CONF_OFFLINE_AFTER: Final = "offline_minutes"
+DEFAULT_OFFLINE_AFTER: Final = 30
 
 # Fallback positioning options (interfaces.md §4).
 CONF_LEARN_POSITIONS: Final = "learn_positions"

@@ -7,10 +7,10 @@ from homeassistant.components.device_tracker import (  # type: ignore[attr-defin
     SourceType,
     TrackerEntity,
 )
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import TK970ConfigEntry
+from .coordinator import POSITION, TK970ConfigEntry, TrackerCoordinator
 from .entity import TK970Entity
 
 PARALLEL_UPDATES = 0
@@ -22,7 +22,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add the tracker entity."""
-    async_add_entities([TK970Tracker(entry.runtime_data, None)])
+    async_add_entities([TK970Tracker(entry.runtime_data)])
 
 
 class TK970Tracker(TK970Entity, TrackerEntity):
@@ -34,18 +34,19 @@ class TK970Tracker(TK970Entity, TrackerEntity):
     # trackers diagnostic by default).
     _attr_entity_category = None  # type: ignore[assignment]
     _attr_source_type = SourceType.GPS
+    # A new time with every fix: recording it would make every history row unique (tens of
+    # bytes per report) for a time the row's own timestamp nearly repeats.
+    _unrecorded_attributes = frozenset({"fix_time"})
 
-    _shown: tuple[object, ...] = ()
+    def __init__(self, coordinator: TrackerCoordinator) -> None:
+        """Bind to the tracker (its unique ID is the identity itself)."""
+        super().__init__(coordinator, aspects=(POSITION,))
 
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        """Write a state only when the position changed: heartbeats and status reports would
-        otherwise record an unchanged tracker state every time (trackers force updates)."""
+    def _shown(self) -> object:
+        """The position only: a parked tracker's reports (a newer fix time, the same place)
+        write nothing, so `fix_time` is the time of the fix that last moved it."""
         data = self.coordinator.data
-        shown = (data.latitude, data.longitude, data.accuracy, data.position_time)
-        if shown != self._shown:
-            self._shown = shown
-            self.async_write_ha_state()
+        return data.latitude, data.longitude, data.accuracy, data.position_source
 
     @property
     def latitude(self) -> float | None:

@@ -65,6 +65,14 @@ async def async_get_config_entry_diagnostics(
                 "title": entry.title,
             },
             "state": coordinator.data.as_store(),
+            "activity": {
+                "online": coordinator.data.online,
+                "last_heard": (
+                    coordinator.data.last_heard.isoformat()
+                    if coordinator.data.last_heard is not None
+                    else None
+                ),
+            },
             "connection": connection,
             "listener": {
                 "port": listener.port,

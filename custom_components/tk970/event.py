@@ -34,7 +34,8 @@ class TK970AlarmEvent(TK970Entity, EventEntity):
 
     def __init__(self, coordinator: TrackerCoordinator) -> None:
         """Bind to the tracker."""
-        super().__init__(coordinator, "alarm")
+        # Written by its own alarm listener; no part of the tracker state changes what it shows.
+        super().__init__(coordinator, "alarm", aspects=())
         self._attr_event_types = [alarm.value for alarm in Alarm]
 
     async def async_added_to_hass(self) -> None:

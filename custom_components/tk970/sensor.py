@@ -1,4 +1,8 @@
-"""Sensors: battery, voltages, speed and the diagnostic values trackers report."""
+"""Sensors: battery, voltages, speed and the diagnostic values trackers report.
+
+Values of the tracker now (battery, speed, signal ...) are unavailable while it is offline: a
+speed from an hour ago is not the speed now. "Last seen" and the protocol stay available.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,16 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import TK970ConfigEntry, TrackerState
+from .coordinator import (
+    INFO,
+    LAST_SEEN,
+    ONLINE,
+    POSITION,
+    STATUS,
+    TK970ConfigEntry,
+    TrackerCoordinator,
+    TrackerState,
+)
 from .entity import TK970Entity
 from .fallback import POSITION_DETAILS, position_detail
 from .protocol import Protocol
@@ -38,6 +51,10 @@ class TK970SensorDescription(SensorEntityDescription):
     """A sensor read from the tracker state."""
 
     value_fn: Callable[[TrackerState], SensorValue]
+    #: the part of the tracker state the value belongs to (what a fix brings, or the status)
+    aspect: str = STATUS
+    #: a value of the tracker now: unavailable while the tracker is offline
+    live: bool = True
 
 
 SENSORS: tuple[TK970SensorDescription, ...] = (
@@ -56,6 +73,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         value_fn=lambda state: state.battery_voltage,
     ),
     TK970SensorDescription(
@@ -74,6 +92,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
         value_fn=lambda state: state.speed_kmh,
+        aspect=POSITION,
     ),
     TK970SensorDescription(
         key="course",
@@ -82,6 +101,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         suggested_display_precision=0,
         entity_registry_enabled_default=False,
         value_fn=lambda state: state.course,
+        aspect=POSITION,
     ),
     TK970SensorDescription(
         key="altitude",
@@ -91,6 +111,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         entity_registry_enabled_default=False,
         value_fn=lambda state: state.altitude_m,
+        aspect=POSITION,
     ),
     TK970SensorDescription(
         # Disabled by default: many trackers never count distance (JT808 item 0x01, GT06
@@ -109,7 +130,9 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         translation_key="satellites",
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         value_fn=lambda state: state.satellites,
+        aspect=POSITION,
     ),
     TK970SensorDescription(
         key="signal",
@@ -117,6 +140,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         value_fn=lambda state: state.gsm_signal,
     ),
     TK970SensorDescription(
@@ -125,6 +149,8 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.last_seen,
+        aspect=LAST_SEEN,
+        live=False,
     ),
     TK970SensorDescription(
         key="position_source",
@@ -133,6 +159,7 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         options=POSITION_DETAILS,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: position_detail(state.position_source, state.fallback),
+        aspect=POSITION,
     ),
     TK970SensorDescription(
         key="protocol",
@@ -141,6 +168,8 @@ SENSORS: tuple[TK970SensorDescription, ...] = (
         options=[protocol.value for protocol in Protocol],
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.protocol.value if state.protocol else None,
+        aspect=INFO,
+        live=False,
     ),
 )
 
@@ -152,13 +181,30 @@ async def async_setup_entry(
 ) -> None:
     """Add the sensors."""
     coordinator = entry.runtime_data
-    async_add_entities(TK970Sensor(coordinator, description=description) for description in SENSORS)
+    async_add_entities(TK970Sensor(coordinator, description) for description in SENSORS)
 
 
 class TK970Sensor(TK970Entity, SensorEntity):
     """A sensor of the tracker."""
 
     entity_description: TK970SensorDescription
+
+    def __init__(
+        self, coordinator: TrackerCoordinator, description: TK970SensorDescription
+    ) -> None:
+        """Bind the description to the tracker."""
+        aspects = {description.aspect, ONLINE} if description.live else {description.aspect}
+        super().__init__(coordinator, description=description, aspects=aspects)
+
+    @property
+    def available(self) -> bool:
+        """Live values only while the tracker is online (not silent for the offline time)."""
+        return super().available and (
+            self.coordinator.data.online or not self.entity_description.live
+        )
+
+    def _shown(self) -> object:
+        return self.available, self.native_value
 
     @property
     def native_value(self) -> SensorValue:

@@ -8,7 +8,7 @@ from homeassistant.components.switch import SwitchEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import TK970ConfigEntry, TrackerCoordinator
+from .coordinator import INFO, LINK, STATUS, TK970ConfigEntry, TrackerCoordinator
 from .entity import TK970Entity
 from .protocol import Protocol
 
@@ -38,7 +38,10 @@ class TK970RelaySwitch(TK970Entity, SwitchEntity):
 
     def __init__(self, coordinator: TrackerCoordinator) -> None:
         """Bind to the tracker."""
-        super().__init__(coordinator, "relay")
+        super().__init__(coordinator, "relay", aspects=(STATUS, LINK, INFO))
+
+    def _shown(self) -> object:
+        return self.available, self.is_on, self.assumed_state
 
     @property
     def available(self) -> bool:
