@@ -339,8 +339,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         if applied.alarms:
             changed.add(ALARMS)
         for alarm in applied.cleared:
-            if (cancel := self._hold_timers.pop(alarm, None)) is not None:
-                cancel()
+            self._clear(alarm)
         for alarm in applied.latched:
             self._arm_hold(alarm, now)
 
@@ -352,7 +351,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         @callback
         def _expired(_now: datetime) -> None:
             self._hold_timers.pop(alarm, None)
-            self.core.clear_alarm(alarm)
+            self._clear(alarm)
             self._changed.add(ALARMS)
             self._notify()
             self._schedule_save()
@@ -360,6 +359,12 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         self._hold_timers[alarm] = async_call_later(
             self.hass, max(0.0, (end - now).total_seconds()), _expired
         )
+
+    def _clear(self, alarm: Alarm) -> None:
+        """Turn the alarm off (if it is not already) and stop its hold timer."""
+        self.core.clear_alarm(alarm)
+        if (cancel := self._hold_timers.pop(alarm, None)) is not None:
+            cancel()
 
     def find_device(self) -> dr.DeviceEntry | None:
         """This tracker's device (the lookup that works on every supported release)."""
