@@ -535,11 +535,10 @@ class Tracker:
         `show_fallback`. A position the tracker computed itself from cells or Wi-Fi goes
         through the same rule.
         """
-        estimate = (
-            locate(message, fix, fix_accuracy=gnss_accuracy(message))
-            if locate is not None
-            else None
-        )
+        estimate = None
+        if locate is not None and (message.cells or message.wifi):
+            # Only cells and access points teach or place: no call for the others (heartbeats).
+            estimate = locate(message, fix, fix_accuracy=gnss_accuracy(message))
         source = message.position_source
         if estimate is None and source is not None and source in DEVICE_ACCURACY:
             estimate = device_estimate(message, DEVICE_ACCURACY[source])
