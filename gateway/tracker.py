@@ -140,7 +140,6 @@ class Tracker:
         jt808_utc_offset: timedelta | None = None,
     ) -> Applied:
         """Fold one read's messages in, in order; say what to publish."""
-        self.rules.heard(now)
         self.state.reported_id = reported_id
         changes = self.rules.apply(messages, now, locate=locate, jt808_utc_offset=jt808_utc_offset)
         return Applied(

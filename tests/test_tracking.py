@@ -183,11 +183,11 @@ def test_alarms_latch_clear_and_say_what_to_schedule() -> None:
     assert (changes.alarms, changes.latched, changes.cleared) == (True, {Alarm.SOS}, set())
     assert tracker.hold_ends() == {Alarm.SOS: NOW + timedelta(minutes=10)}
     assert tracker.state.last_alarm is Alarm.SOS
-    assert tracker.apply([sos], NOW).events == []  # the same frame again
+    assert tracker.apply([sos], NOW).events == ()  # the same frame again
     routine = report(
         alarms=(Alarm.SOS,), alarm_states=frozenset({Alarm.SOS}), time=NOW + timedelta(seconds=5)
     )
-    assert tracker.apply([routine], NOW + timedelta(seconds=5)).events == []
+    assert tracker.apply([routine], NOW + timedelta(seconds=5)).events == ()
     clear = report(alarm_states=frozenset({Alarm.SOS}), time=NOW + timedelta(seconds=30))
     changes = tracker.apply([clear], NOW + timedelta(seconds=30))
     assert (changes.alarms, changes.cleared, changes.latched) == (True, {Alarm.SOS}, set())
@@ -220,13 +220,14 @@ def test_relay_the_device_states() -> None:
 def test_last_seen_steps_and_settles() -> None:
     """Last seen moves at most every LAST_SEEN_STEP while reporting, exactly once quiet."""
     tracker = Tracker("1")
-    assert tracker.heard(NOW)
-    assert not tracker.heard(NOW + timedelta(minutes=1))
+    assert tracker.apply([], NOW).last_seen
+    assert not tracker.apply([], NOW + timedelta(minutes=1)).last_seen
     assert tracker.state.last_seen == NOW
+    assert tracker.state.last_heard == NOW + timedelta(minutes=1)
     assert tracker.settle_last_seen()
     assert tracker.state.last_seen == NOW + timedelta(minutes=1)
     assert not tracker.settle_last_seen()
-    assert tracker.heard(NOW + timedelta(minutes=1) + LAST_SEEN_STEP)
+    assert tracker.apply([], NOW + timedelta(minutes=1) + LAST_SEEN_STEP).last_seen
 
 
 def test_jt808_session_offset() -> None:

@@ -63,7 +63,7 @@ from .protocol import (
 )
 from .protocol.commands import DEFAULT_DYD_PASSWORD
 from .store import async_get_tracker_store
-from .tracking import PROTOCOL_NAMES, AlarmState, Changes, Tracker, TrackerState
+from .tracking import PROTOCOL_NAMES, AlarmState, Tracker, TrackerState
 
 __all__ = ["AlarmState", "TrackerCoordinator", "TrackerState"]
 
@@ -188,11 +188,9 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
     # -- online and offline -----------------------------------------------------------------
 
-    def _heard(self, now: datetime) -> None:
-        """A message arrived: last seen, back online."""
+    def _heard(self) -> None:
+        """A message arrived (the rules noted it): back online."""
         state = self.data
-        if self.core.heard(now):
-            self._changed.add(LAST_SEEN)
         if not state.online:
             state.online = True
             self._changed.add(ONLINE)
@@ -310,7 +308,6 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 "Tracker %s connected from %s over %s", self.identity, link.host, link.transport
             )
         now = dt_util.utcnow()
-        self._heard(now)
         applied = self.core.apply(
             messages,
             now,
@@ -319,16 +316,10 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 link.session.context.jt808_utc_offset if link.protocol is Protocol.JT808 else None
             ),
         )
-        self._take(applied, now)
-        if changed or applied.learned:
-            self._schedule_save()
-        self._notify()
-        for alarm, message in applied.events:
-            self._fire(alarm, message)
-
-    def _take(self, applied: Changes, now: datetime) -> None:
-        """Note what the rules changed for the entities, follow the alarm hold timers."""
-        changed = self._changed
+        self._heard()
+        # What the rules changed, for the entities that show it.
+        if applied.last_seen:
+            changed.add(LAST_SEEN)
         if applied.info:
             changed.add(INFO)
             self._update_device()
@@ -340,8 +331,13 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             changed.add(ALARMS)
         for alarm in applied.cleared:
             self._clear(alarm)
-        for alarm in applied.latched:
+        for alarm in applied.latched:  # on again counts too: its hold time starts again
             self._arm_hold(alarm, now)
+        if changed or applied.learned:
+            self._schedule_save()
+        self._notify()
+        for alarm, message in applied.events:
+            self._fire(alarm, message)
 
     def _arm_hold(self, alarm: Alarm, now: datetime) -> None:
         if (cancel := self._hold_timers.pop(alarm, None)) is not None:

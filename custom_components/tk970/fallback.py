@@ -251,7 +251,7 @@ class TrackerPositioning[W](TrackerLocator[W]):
 
     def now(self) -> int:
         """Home Assistant's time."""
-        return _now()
+        return int(dt_util.utcnow().timestamp())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A background task of the entry (cancelled when it unloads)."""

@@ -22,6 +22,7 @@ saving and publishing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol as TypingProtocol
@@ -54,6 +55,7 @@ STATUS_VALUES = (
 #: Values a fix brings along; a fallback (LBS, Wi-Fi) position keeps the last ones, so that the
 #: relay's speed guard never reads "unknown" as "stopped".
 MOTION_VALUES = ("speed_kmh", "course", "altitude_m", "satellites")
+_NO_ALARMS: frozenset[Alarm] = frozenset()
 #: Accuracy shown for a position the tracker computed itself from cells or Wi-Fi.
 DEVICE_ACCURACY = {PositionSource.LBS: ACCURACY_LBS, PositionSource.WIFI: ACCURACY_WIFI}
 
@@ -332,31 +334,58 @@ def _enum[E: (Protocol, PositionSource, Alarm)](kind: type[E], value: object) ->
         return None
 
 
-@dataclass(slots=True)
 class Changes:
     """What one `Tracker.apply` did: the parts of the state that changed, and what is due."""
 
-    #: the shown position, or what a fix brings along (speed, course, altitude, satellites)
-    position: bool = False
-    #: battery, voltages, signal, ignition, charging, odometer, relay
-    status: bool = False
-    #: SOS or vibration on or off
-    alarms: bool = False
-    #: protocol, model or firmware
-    info: bool = False
-    #: something worth saving that nothing shows (a learned clock offset)
-    learned: bool = False
-    #: alarms to report as events, each with the message that carried it, in order
-    events: list[tuple[Alarm, Message]] = field(default_factory=list)
-    #: alarms that came on or on again: their hold time starts now (schedule its end)
-    latched: set[Alarm] = field(default_factory=set)
-    #: alarms a status showed clear (cancel their hold timers)
-    cleared: set[Alarm] = field(default_factory=set)
+    # One is made per report: slots, and collections shared (empty) until something goes in.
+    __slots__ = (
+        "alarms", "cleared", "events", "info", "last_seen", "latched", "learned", "position",
+        "status",
+    )  # fmt: skip
+
+    events: Sequence[tuple[Alarm, Message]]
+    latched: AbstractSet[Alarm]
+    cleared: AbstractSet[Alarm]
+
+    def __init__(self) -> None:
+        """Nothing changed yet."""
+        #: the shown position, or what a fix brings along (speed, course, altitude, satellites)
+        self.position = False
+        #: battery, voltages, signal, ignition, charging, odometer, relay
+        self.status = False
+        #: SOS or vibration on or off
+        self.alarms = False
+        #: protocol, model or firmware
+        self.info = False
+        #: "Last seen" moved (it steps while the tracker reports)
+        self.last_seen = False
+        #: something worth saving that nothing shows (a learned clock offset)
+        self.learned = False
+        #: alarms to report as events, each with the message that carried it, in order
+        self.events = ()
+        #: alarms that came on or on again: their hold time starts now (schedule its end)
+        self.latched = _NO_ALARMS
+        #: alarms a status showed clear (cancel their hold timers)
+        self.cleared = _NO_ALARMS
 
     @property
     def shown(self) -> bool:
         """Whether anything the device shows changed."""
         return self.position or self.status or self.alarms or self.info
+
+    def fire(self, alarm: Alarm, message: Message) -> None:
+        """Report `alarm` as an event."""
+        self.events = (*self.events, (alarm, message))
+
+    def latch(self, alarm: Alarm) -> None:
+        """`alarm` came on (again): its hold time starts now."""
+        self.latched = self.latched | {alarm}
+        self.cleared = self.cleared - {alarm}
+
+    def clear(self, alarm: Alarm) -> None:
+        """A status showed `alarm` clear."""
+        self.cleared = self.cleared | {alarm}
+        self.latched = self.latched - {alarm}
 
 
 class Tracker:
@@ -378,17 +407,7 @@ class Tracker:
         self.relay_reports = 0
         self._rollover_logged = False
 
-    # -- arrival --------------------------------------------------------------------------------
-
-    def heard(self, now: datetime) -> bool:
-        """A message arrived: note it; True when "Last seen" moved (it steps while reporting)."""
-        state = self.state
-        state.last_heard = now
-        shown = state.last_seen
-        if shown is None or now - shown >= LAST_SEEN_STEP or now < shown:
-            state.last_seen = now
-            return True
-        return False
+    # -- going quiet ----------------------------------------------------------------------------
 
     def settle_last_seen(self) -> bool:
         """The tracker went quiet: "Last seen" takes the exact time of its last message."""
@@ -408,12 +427,20 @@ class Tracker:
         locate: Locate | None = None,
         jt808_utc_offset: timedelta | None = None,
     ) -> Changes:
-        """Fold one read's messages in, in order; say what changed and what is due.
+        """Note the read's arrival, fold its messages in, in order; say what changed and what
+        is due.
 
         `jt808_utc_offset` is the JT808 session's current clock offset (kept to seed the next
         session); `locate` is the fallback positioning, if any.
         """
         changes = Changes()
+        state = self.state
+        state.last_heard = now
+        shown = state.last_seen
+        # "Last seen" steps while the tracker keeps reporting (`settle_last_seen` makes it exact).
+        if shown is None or now - shown >= LAST_SEEN_STEP or now < shown:
+            state.last_seen = now
+            changes.last_seen = True
         changes.learned = self._learn_clock(messages, now, jt808_utc_offset)
         for message in messages:
             fix = self.clock.correct(message.time, now)
@@ -497,7 +524,9 @@ class Tracker:
         they come from different clocks (a timed report just behind an untimed one is live).
         """
         state = self.state
-        changed = self._apply_fallback(message, fix, locate)
+        changed = False
+        if message.cells or message.wifi or message.position_source in DEVICE_ACCURACY:
+            changed = self._apply_fallback(message, fix, locate)
         latitude, longitude = message.latitude, message.longitude
         if latitude is None or longitude is None:
             return changed
@@ -529,7 +558,8 @@ class Tracker:
 
     def _apply_fallback(self, message: Message, fix: FixTime, locate: Locate | None) -> bool:
         """Learn from a fix's cells and Wi-Fi, or place a report without a fix; True when the
-        shown position changed.
+        shown position changed. Called only for reports with cells, access points or a position
+        the device computed from them (heartbeats and plain fixes skip the call).
 
         `locate` answers from what it knows at once; slower sources answer later, through
         `show_fallback`. A position the tracker computed itself from cells or Wi-Fi goes
@@ -537,10 +567,9 @@ class Tracker:
         """
         estimate = None
         if locate is not None and (message.cells or message.wifi):
-            # Only cells and access points teach or place: no call for the others (heartbeats).
             estimate = locate(message, fix, fix_accuracy=gnss_accuracy(message))
         source = message.position_source
-        if estimate is None and source is not None and source in DEVICE_ACCURACY:
+        if estimate is None and source in DEVICE_ACCURACY:
             estimate = device_estimate(message, DEVICE_ACCURACY[source])
         return estimate is not None and self.show_fallback(estimate, fix, message.historical)
 
@@ -619,7 +648,7 @@ class Tracker:
                 # A routine report whose status word still shows the alarm: the same one. An
                 # alarm frame always counts: missing a second SOS is worse than one too many.
                 continue
-            changes.events.append((alarm, message))
+            changes.fire(alarm, message)
             state.last_alarm = alarm
         for alarm, tracked in state.alarms.items():
             if alarm in message.alarms:
@@ -628,12 +657,10 @@ class Tracker:
                 changed |= not tracked.on
                 tracked.on = True
                 tracked.since = now
-                changes.latched.add(alarm)
-                changes.cleared.discard(alarm)
+                changes.latch(alarm)
             elif alarm in message.alarm_states and not message.historical and tracked.on:
                 tracked.on = False
-                changes.cleared.add(alarm)
-                changes.latched.discard(alarm)
+                changes.clear(alarm)
                 changed = True
         return changed
 
