@@ -442,12 +442,17 @@ class Tracker:
             state.last_seen = now
             changes.last_seen = True
         changes.learned = self._learn_clock(messages, now, jt808_utc_offset)
+        # Each part is looked at only when the message has something for it (most reports
+        # are a status or a fix: this runs for every one of them).
         for message in messages:
             fix = self.clock.correct(message.time, now)
-            changes.info |= self._apply_info(message)
+            if message.info or message.protocol is not state.protocol:
+                changes.info |= self._apply_info(message)
             changes.status |= self._apply_values(message)
-            changes.position |= self._apply_position(message, fix, locate)
-            changes.alarms |= self._apply_alarms(message, fix, now, changes)
+            if message.latitude is not None or message.cells or message.wifi:
+                changes.position |= self._apply_position(message, fix, locate)
+            if message.alarms or message.alarm_states:
+                changes.alarms |= self._apply_alarms(message, fix, now, changes)
         return changes
 
     def _learn_clock(
@@ -625,8 +630,6 @@ class Tracker:
         self, message: Message, fix: FixTime, now: datetime, changes: Changes
     ) -> bool:
         """Update SOS/vibration, add the alarms to report as events; True when either changed."""
-        if not message.alarms and not message.alarm_states:
-            return False
         state = self.state
         # A replay carries the very time the device gave the alarm first; an arrival stamp
         # stands in where the device gave none, or one that cannot be right.
