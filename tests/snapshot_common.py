@@ -126,16 +126,18 @@ def entity_snapshot(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, An
             if state is None
             else {
                 "state": _plain(state.state),
-                "attributes": {k: _plain(v) for k, v in sorted(state.attributes.items())},
+                "attributes": _plain(dict(state.attributes)),
             },
         }
     return result
 
 
 def _plain(value: Any) -> Any:
-    """Enums as their values, mappings sorted: the same text on every release."""
+    """Enums as their values (keys too), mappings sorted: the same text on every release."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        # Newer releases key attributes by an enum (`EntityStateAttribute`): its value.
+        items = ((k.value if isinstance(k, Enum) else str(k), v) for k, v in value.items())
+        return {k: _plain(v) for k, v in sorted(items)}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, Enum):
