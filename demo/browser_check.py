@@ -7,8 +7,8 @@ Chromium (Debian's `chromium`, driven by Playwright), logs in as the demo user, 
 dashboard and the map, checks that the tracker's marker and the relay switch are there, presses
 the dashboard's SOS button and waits for the SOS sensor, presses Clear SOS and Locate now, waits
 for the car to drive without GPS (among the trees, then in the tunnel) and be placed from the
-cells it learned, and saves screenshots. Exit status 0 only when every check passed. The demo is stopped at the end in
-every case.
+cells it learned, and saves screenshots. Exit status 0 only when every check passed. The demo
+is stopped at the end in every case.
 """
 
 from __future__ import annotations
