@@ -89,7 +89,9 @@ def find_device(hass: HomeAssistant, identity: str = IMEI) -> Any:
     """The tracker's device entry (a lookup every supported release has), or None."""
     from homeassistant.helpers import device_registry as dr
 
-    for device in dr.async_get(hass).devices.values():
-        if (DOMAIN, identity) in device.identifiers:
-            return device
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identity) in device.identifiers:
+                return device
     return None
