@@ -83,3 +83,15 @@ def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
     found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
     assert found is not None, f"no {platform} entity with unique ID {unique_id}"
     return found
+
+
+def find_device(hass: HomeAssistant, identity: str = IMEI) -> Any:
+    """The tracker's device entry (a lookup every supported release has), or None."""
+    from homeassistant.helpers import device_registry as dr
+
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identity) in device.identifiers:
+                return device
+    return None
