@@ -275,8 +275,6 @@ def _enum[E: (Protocol, PositionSource, Alarm)](kind: type[E], value: object) ->
         return None
 
 
-
-
 class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     """Fold one tracker's messages into its state; send its relay commands."""
 
