@@ -125,14 +125,14 @@ def public_host(hass: HomeAssistant) -> str | None:
     return host if address.is_global else None
 
 
-def _sms_result(hass: HomeAssistant, port: int, protocol: Protocol | None) -> dict[str, Any]:
-    """The create-entry description with the SMS texts (all families unless one is known)."""
+def _sms_result(hass: HomeAssistant, port: int) -> dict[str, Any]:
+    """The create-entry description for a tracker typed in: every family's SMS texts (its
+    family is not known before it connects)."""
     host = public_host(hass)
-    families = [family_sms(protocol, host, port)] if protocol else all_families(host, port)
     placeholders = {
         "host": host or "",
         "port": str(port),
-        "commands": as_markdown(families, host, port),
+        "commands": as_markdown(all_families(host, port), host, port),
     }
     return {
         "description": "sms" if host else "sms_no_address",
@@ -190,7 +190,7 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors[CONF_IMEI] = error
             else:
                 return await self._async_add(
-                    identity, user_input, port, _sms_result(self.hass, port, None)
+                    identity, user_input, port, _sms_result(self.hass, port)
                 )
         schema = vol.Schema(
             {
