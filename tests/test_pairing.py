@@ -359,3 +359,21 @@ async def test_sms_texts_reach_the_frontend(
     assert created["type"] == "create_entry"
     assert created["description"] == "sms"
     assert "`SERVER,1,ha.example.org,8888,0#`" in created["description_placeholders"]["commands"]
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_discovered_tracker_shows_its_familys_sms(hass: HomeAssistant) -> None:
+    """Adding a discovered tracker ends on its own family's texts, not every family's."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_INTEGRATION_DISCOVERY},
+        data={CONF_IMEI: IMEI, "protocol": "h02", "address": "203.0.113.7", CONF_PORT: 8888},
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["description"] == "connected"
+    assert result["description_placeholders"] == {
+        "protocol": "H02",
+        "address": "203.0.113.7",
+        "commands": "- **H02 (SinoTrack-style firmware)**: `8040000 <IP> 8888` · `8030000 <apn>`",
+    }
