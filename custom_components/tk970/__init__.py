@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .coordinator import TK970ConfigEntry
 
 #: Home Assistant's `Platform` values, as plain strings so that no enum has to be imported.
-PLATFORMS = ["binary_sensor", "device_tracker", "event", "sensor", "switch"]
+PLATFORMS = ["binary_sensor", "button", "device_tracker", "event", "sensor", "switch"]
 
 
 def __getattr__(name: str) -> Any:
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions (cell database import and removal)."""
+    """Register the actions (tracker commands, cell database import and removal)."""
     from .services import async_setup_services  # noqa: PLC0415
 
     async_setup_services(hass)
