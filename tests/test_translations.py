@@ -250,6 +250,10 @@ def _call_keys(
         return {f"config.abort.{reason}" for reason in reasons}
     if name == "async_abort" and "reason" in kwargs:
         return {f"config.abort.{reason}" for reason in values("reason")}
+    if name == "async_show_progress" and "progress_action" in kwargs:
+        return {f"config.progress.{action}" for action in values("progress_action")}
+    if name == "async_create_entry" and "description" in kwargs:
+        return {f"config.create_entry.{text}" for text in values("description")}
     if name == "_abort_if_unique_id_configured":
         return {"config.abort.already_configured"}
     if name == "async_update_reload_and_abort" and "reason" not in kwargs:
@@ -260,9 +264,9 @@ def _call_keys(
 def _code_keys() -> set[str]:
     """The en.json keys the code refers to, read from its source.
 
-    Collected: exceptions raised with a translation key, repair issues, flow steps, aborts and
-    errors, selector translation keys. A key built at run time from an enumeration (an f-string)
-    is checked against its enumeration by another test.
+    Collected: exceptions raised with a translation key, repair issues, flow steps, progress,
+    aborts, errors and the created entry's texts, selector translation keys. A key built at run
+    time from an enumeration (an f-string) is checked against its enumeration by another test.
     """
     trees = dict(_trees())
     keys: set[str] = set()
@@ -278,6 +282,13 @@ def _code_keys() -> set[str]:
             ):
                 function = _enclosing(node, parents, (ast.FunctionDef, ast.AsyncFunctionDef))
                 keys |= {f"error.{key}" for key in _values(node.value, module, function, trees)}
+            elif isinstance(node, ast.Dict) and module.endswith(".config_flow"):
+                # The texts of a created entry, chosen ahead as async_create_entry's arguments.
+                function = _enclosing(node, parents, (ast.FunctionDef, ast.AsyncFunctionDef))
+                for key, value in zip(node.keys, node.values, strict=True):
+                    if isinstance(key, ast.Constant) and key.value == "description":
+                        texts = _values(value, module, function, trees)
+                        keys |= {f"config.create_entry.{text}" for text in texts}
     return keys
 
 
