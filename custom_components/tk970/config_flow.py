@@ -240,6 +240,9 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
         if not self._pair_wait.done():
             host = public_host(self.hass)
             return self.async_show_progress(
+                # Named: this step is also entered from the user and pick steps, and the
+                # manager resumes the one named here when the wait ends.
+                step_id="pair",
                 progress_action="wait_for_tracker",
                 progress_task=self._pair_wait,
                 description_placeholders={

@@ -57,9 +57,9 @@ def async_watch_first_report(coordinator: TrackerCoordinator) -> CALLBACK_TYPE:
         if coordinator.data.last_seen is not None:
             return
         LOGGER.warning(
-            "Tracker %s has not reported since it was added %s ago: see the repair",
+            "Tracker %s has not reported in the %d minutes since it was added: see Repairs",
             coordinator.identity,
-            NEVER_CONNECTED_AFTER,
+            NEVER_CONNECTED_AFTER.total_seconds() // 60,
         )
         ir.async_create_issue(
             hass,
