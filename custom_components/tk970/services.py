@@ -137,12 +137,10 @@ def _coordinator(hass: HomeAssistant, call: ServiceCall) -> TrackerCoordinator:
     """The tracker the call names by its device; a translated error for anything else."""
     device_id: str = call.data[ATTR_DEVICE_ID]
     device = dr.async_get(hass).async_get(device_id)
-    entries = (
-        [hass.config_entries.async_get_entry(entry_id) for entry_id in device.config_entries]
-        if device is not None
-        else []
-    )
-    entry = next((e for e in entries if e is not None and e.domain == DOMAIN), None)
+    entry = None
+    if device is not None and any(domain == DOMAIN for domain, _ in device.identifiers):
+        entries = map(hass.config_entries.async_get_entry, device.config_entries)
+        entry = next((e for e in entries if e is not None and e.domain == DOMAIN), None)
     if entry is None:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
