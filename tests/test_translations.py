@@ -369,10 +369,14 @@ def test_entity_names_and_states_exist_in_english() -> None:
 
 
 def test_enumerated_keys_exist_in_english() -> None:
-    """Alarm event types, device triggers and geolocation problems: one string each."""
-    from custom_components.tk970 import device_trigger, fallback
+    """Alarm event types, device triggers, selector options, geolocation problems: a string each."""
+    from custom_components.tk970 import config_flow, device_trigger
+    from custom_components.tk970.const import DIALECT_AUTO, PROVIDER_NONE
     from custom_components.tk970.event import TK970AlarmEvent
+    from custom_components.tk970.positioning import ProviderKind
+    from custom_components.tk970.positioning.online import Problem
     from custom_components.tk970.protocol import Alarm
+    from custom_components.tk970.protocol.commands import RelayDialect
 
     prefix = (
         f"entity.event.{getattr(TK970AlarmEvent, _CLASS_KEY)}.state_attributes.event_type.state"
@@ -387,7 +391,18 @@ def test_enumerated_keys_exist_in_english() -> None:
         for kind in device_trigger.TRIGGER_TYPES
         if f"device_automation.trigger_type.{kind}" not in FLAT_ENGLISH
     ]
-    problems: list[Enum] = list(fallback.Problem)
+    selectors = {
+        "relay_dialect": [DIALECT_AUTO, *(dialect.value for dialect in RelayDialect)],
+        "geolocation_provider": [PROVIDER_NONE, *(kind.value for kind in ProviderKind)],
+        "pairing": [config_flow.PICK_MORE],
+    }
+    missing += [
+        f"selector.{selector}.options.{option}"
+        for selector, options in selectors.items()
+        for option in options
+        if f"selector.{selector}.options.{option}" not in FLAT_ENGLISH
+    ]
+    problems: list[Enum] = list(Problem)
     missing += [
         f"issues.geolocation_{problem.value}.title"
         for problem in problems
