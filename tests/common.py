@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+import contextlib
 import socket
 from typing import Any
 
@@ -83,3 +84,26 @@ def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
     found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
     assert found is not None, f"no {platform} entity with unique ID {unique_id}"
     return found
+
+
+async def set_up_entry(hass: HomeAssistant, identity: str = IMEI) -> MockConfigEntry:
+    """A tracker's entry on a free port, set up (its listener open)."""
+    entry = make_entry(identity, port=free_port())
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+@contextlib.asynccontextmanager
+async def logged_in(entry: MockConfigEntry, protocol: str = "gt06") -> AsyncIterator[Any]:
+    """A simulated tracker of the entry, connected and logged in for the `async with` block."""
+    from simulator import SimulatedTracker
+
+    device = SimulatedTracker(entry.data[CONF_IMEI], protocol=protocol, port=entry.data[CONF_PORT])
+    await device.connect()
+    try:
+        await device.login()
+        yield device
+    finally:
+        await device.close()

@@ -25,7 +25,7 @@ import yaml
 from custom_components.tk970.const import DOMAIN
 from simulator import SimulatedTracker, frames
 
-from .common import IMEI, entity_id, free_port, make_entry, wait_for, wait_for_state
+from .common import IMEI, entity_id, free_port, logged_in, set_up_entry, wait_for, wait_for_state
 
 BLUEPRINTS = Path(__file__).parent.parent / "blueprints" / "automation" / "tk970"
 NAMES = ["power_cut_notify", "sos_notify", "zone_left_ignition_off"]
@@ -98,21 +98,14 @@ async def imported(
 @pytest.fixture
 async def loaded(hass: HomeAssistant, socket_enabled: None) -> MockConfigEntry:
     """A configured tracker on a free port."""
-    entry = make_entry(port=free_port())
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
+    return await set_up_entry(hass)
 
 
 @pytest.fixture
 async def tracker(loaded: MockConfigEntry) -> AsyncIterator[SimulatedTracker]:
-    """A connected, logged-in GT06 tracker for the entry, parked at home."""
-    device = SimulatedTracker(IMEI, protocol="gt06", port=loaded.data["port"])
-    await device.connect()
-    await device.login()
-    yield device
-    await device.close()
+    """A connected, logged-in GT06 tracker for the entry."""
+    async with logged_in(loaded) as device:
+        yield device
 
 
 async def _automation(hass: HomeAssistant, blueprint: str, inputs: dict[str, Any]) -> None:
@@ -134,17 +127,23 @@ async def _automation(hass: HomeAssistant, blueprint: str, inputs: dict[str, Any
     assert state.state == "on"
 
 
+async def _device_automation(
+    hass: HomeAssistant, entry: MockConfigEntry, blueprint: str
+) -> list[ServiceCall]:
+    """An automation from a blueprint that takes the tracker's device; its notifications."""
+    calls: list[ServiceCall] = async_mock_service(hass, "notify", "test_phone")
+    device = entry.runtime_data.find_device()
+    assert device is not None
+    await _automation(hass, blueprint, {"tracker": device.id, "notify_action": "notify.test_phone"})
+    return calls
+
+
 @pytest.mark.usefixtures("imported")
 async def test_sos_blueprint(
     hass: HomeAssistant, loaded: MockConfigEntry, tracker: SimulatedTracker
 ) -> None:
     """An SOS notifies the phone with a map link to the alarm's fix."""
-    calls: list[ServiceCall] = async_mock_service(hass, "notify", "test_phone")
-    device = loaded.runtime_data.find_device()
-    assert device is not None
-    await _automation(
-        hass, "sos_notify", {"tracker": device.id, "notify_action": "notify.test_phone"}
-    )
+    calls = await _device_automation(hass, loaded, "sos_notify")
     await tracker.report(latitude=48.137, longitude=11.575)
     await tracker.sos()
     await wait_for(lambda: bool(calls))
@@ -164,12 +163,7 @@ async def test_power_cut_blueprint(
     hass: HomeAssistant, loaded: MockConfigEntry, tracker: SimulatedTracker
 ) -> None:
     """A power cut notifies; an SOS does not fire this one."""
-    calls: list[ServiceCall] = async_mock_service(hass, "notify", "test_phone")
-    device = loaded.runtime_data.find_device()
-    assert device is not None
-    await _automation(
-        hass, "power_cut_notify", {"tracker": device.id, "notify_action": "notify.test_phone"}
-    )
+    calls = await _device_automation(hass, loaded, "power_cut_notify")
     await tracker.sos()
     await tracker.report(latitude=48.2, longitude=11.6)
     await tracker.send(frames.gt06_alarm(tracker.fix, 0x02, 40))  # GT06 alarm 0x02: power cut

@@ -18,7 +18,7 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 from custom_components.tk970.const import DOMAIN, EVENT_TK970
 from simulator import SimulatedTracker, frames
 
-from .common import IMEI, entity_id, free_port, make_entry, wait_for
+from .common import IMEI, entity_id, logged_in, set_up_entry, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -35,21 +35,14 @@ async def loaded(hass: HomeAssistant) -> MockConfigEntry:
     # the frontend's package is not part of the test stack, so it is counted as loaded.
     hass.config.components.add("frontend")
     assert await async_setup_component(hass, "logbook", {})
-    entry = make_entry(port=free_port())
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
+    return await set_up_entry(hass)
 
 
 @pytest.fixture
 async def tracker(loaded: MockConfigEntry) -> AsyncIterator[SimulatedTracker]:
     """A connected, logged-in GT06 tracker for the entry."""
-    device = SimulatedTracker(IMEI, protocol="gt06", port=loaded.data["port"])
-    await device.connect()
-    await device.login()
-    yield device
-    await device.close()
+    async with logged_in(loaded) as device:
+        yield device
 
 
 @pytest.mark.usefixtures("socket_enabled")

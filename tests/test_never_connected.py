@@ -21,15 +21,7 @@ from custom_components.tk970.never_connected import NEVER_CONNECTED_AFTER, issue
 from custom_components.tk970.store import STORAGE_KEY, STORAGE_VERSION
 from simulator import SimulatedTracker
 
-from .common import IMEI, free_port, make_entry, wait_for
-
-
-async def _set_up(hass: HomeAssistant) -> MockConfigEntry:
-    entry = make_entry(IMEI, port=free_port())
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
+from .common import IMEI, free_port, make_entry, set_up_entry, wait_for
 
 
 def _issue(hass: HomeAssistant, entry: MockConfigEntry) -> ir.IssueEntry | None:
@@ -46,7 +38,7 @@ async def test_repair_appears_after_30_minutes_and_clears_on_first_report(
     hass: HomeAssistant,
 ) -> None:
     """Silent for 29 minutes: nothing. At 30: the repair, with what to check. First report: gone."""
-    entry = await _set_up(hass)
+    entry = await set_up_entry(hass)
     await _pass(hass, NEVER_CONNECTED_AFTER - timedelta(minutes=1))
     assert _issue(hass, entry) is None
 
@@ -95,7 +87,7 @@ async def test_tracker_that_reported_before_a_restart_is_not_flagged(
 @pytest.mark.usefixtures("socket_enabled")
 async def test_repair_goes_with_the_entry(hass: HomeAssistant) -> None:
     """Removing the tracker removes its repair."""
-    entry = await _set_up(hass)
+    entry = await set_up_entry(hass)
     await _pass(hass, NEVER_CONNECTED_AFTER + timedelta(seconds=1))
     assert _issue(hass, entry) is not None
     assert await hass.config_entries.async_remove(entry.entry_id)

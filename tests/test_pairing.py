@@ -19,9 +19,11 @@ from homeassistant.core import HomeAssistant
 from homeassistant.core_config import async_process_ha_core_config
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.tk970.config_flow import PICK_MORE
 from custom_components.tk970.const import CONF_IMEI, CONF_NAME, CONF_PORT, DOMAIN
@@ -332,3 +334,46 @@ async def test_manual_entry_shows_every_familys_sms(
     if h02:
         assert f"`{h02}`" in commands
     assert result["description_placeholders"]["port"] == "9000"
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_sms_texts_reach_the_frontend(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator
+) -> None:
+    """Through the API the frontend's dialog uses, the created entry's answer carries the
+    description key and the texts it renders (`config.create_entry.<description>`)."""
+    await async_process_ha_core_config(hass, {"external_url": "https://ha.example.org"})
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/config/config_entries/flow", json={"handler": DOMAIN, "show_advanced_options": False}
+    )
+    flow = await response.json()
+    assert flow["type"] == "form"
+    assert flow["step_id"] == "user"
+    response = await client.post(
+        f"/api/config/config_entries/flow/{flow['flow_id']}", json={CONF_IMEI: IMEI}
+    )
+    assert response.status == 200
+    created = await response.json()
+    assert created["type"] == "create_entry"
+    assert created["description"] == "sms"
+    assert "`SERVER,1,ha.example.org,8888,0#`" in created["description_placeholders"]["commands"]
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_discovered_tracker_shows_its_familys_sms(hass: HomeAssistant) -> None:
+    """Adding a discovered tracker ends on its own family's texts, not every family's."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_INTEGRATION_DISCOVERY},
+        data={CONF_IMEI: IMEI, "protocol": "h02", "address": "203.0.113.7", CONF_PORT: 8888},
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["description"] == "connected"
+    assert result["description_placeholders"] == {
+        "protocol": "H02",
+        "address": "203.0.113.7",
+        "commands": "- **H02 (SinoTrack-style firmware)**: `8040000 <IP> 8888` · `8030000 <apn>`",
+    }

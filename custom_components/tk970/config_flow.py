@@ -125,14 +125,14 @@ def public_host(hass: HomeAssistant) -> str | None:
     return host if address.is_global else None
 
 
-def _sms_result(hass: HomeAssistant, port: int, protocol: Protocol | None) -> dict[str, Any]:
-    """The create-entry description with the SMS texts (all families unless one is known)."""
+def _sms_result(hass: HomeAssistant, port: int) -> dict[str, Any]:
+    """The create-entry description for a tracker typed in: every family's SMS texts (its
+    family is not known before it connects)."""
     host = public_host(hass)
-    families = [family_sms(protocol, host, port)] if protocol else all_families(host, port)
     placeholders = {
         "host": host or "",
         "port": str(port),
-        "commands": as_markdown(families, host, port),
+        "commands": as_markdown(all_families(host, port), host, port),
     }
     return {
         "description": "sms" if host else "sms_no_address",
@@ -189,17 +189,8 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             if error:
                 errors[CONF_IMEI] = error
             else:
-                # A discovery card for this tracker may be open: adding it by hand wins (Home
-                # Assistant then drops the card).
-                await self.async_set_unique_id(identity, raise_on_progress=False)
-                self._abort_if_unique_id_configured()
-                self._abort_if_same_tracker(identity)
-                self._abort_discoveries_of(identity)
-                name = (user_input.get(CONF_NAME) or "").strip() or None
-                return self.async_create_entry(
-                    title=_title(name, identity),
-                    data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
-                    **_sms_result(self.hass, port, None),
+                return await self._async_add(
+                    identity, user_input, port, _sms_result(self.hass, port)
                 )
         schema = vol.Schema(
             {
@@ -216,6 +207,25 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(schema, user_input or {}),
             errors=errors,
+        )
+
+    async def _async_add(
+        self, identity: str, user_input: dict[str, Any], port: int, shown: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """Create the entry the user asked for, unless the tracker is configured already.
+
+        A discovery card for this tracker may be open: adding it by hand wins (Home Assistant
+        then drops the card; the ones for its other form of identity are dropped here).
+        """
+        await self.async_set_unique_id(identity, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        self._abort_if_same_tracker(identity)
+        self._abort_discoveries_of(identity)
+        name = (user_input.get(CONF_NAME) or "").strip() or None
+        return self.async_create_entry(
+            title=_title(name, identity),
+            data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
+            **shown,
         )
 
     # -- pairing: pick the tracker as it connects ----------------------------------------------
@@ -279,18 +289,12 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             candidate = self._listed.get(picked)
             if candidate is None:  # PICK_MORE
                 return await self.async_step_pair()
-            identity = candidate.identity
-            await self.async_set_unique_id(identity, raise_on_progress=False)
-            self._abort_if_unique_id_configured()
-            self._abort_if_same_tracker(identity)
-            self._abort_discoveries_of(identity)
-            name = (user_input.get(CONF_NAME) or "").strip() or None
-            return self.async_create_entry(
-                title=_title(name, identity),
-                data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: self._pair_port},
-                **_connected_result(
-                    self.hass, candidate.protocol, candidate.address, self._pair_port
-                ),
+            port = self._pair_port
+            return await self._async_add(
+                candidate.identity,
+                user_input,
+                port,
+                _connected_result(self.hass, candidate.protocol, candidate.address, port),
             )
         window = self._pairing
         heard = list(reversed(window.candidates.values())) if window is not None else []
