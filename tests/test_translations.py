@@ -4,7 +4,8 @@ Home Assistant overlays a language on English key by key and drops a translated 
 placeholders differ from the English one, so a missing or broken translation never shows an
 error: the user silently reads English. These tests make both visible, and check the other
 direction too: a translation key the code uses (entities, states, exceptions, repair issues,
-flow steps, errors and aborts, selectors, actions, device triggers) that en.json does not have.
+flow steps, errors and aborts, selectors, actions, device triggers) that en.json does not have,
+and a placeholder a string shows that the code does not pass.
 """
 
 from __future__ import annotations
@@ -466,3 +467,82 @@ def test_registered_actions_are_described() -> None:
     assert registered <= set(services), (
         f"registered, not in services.yaml: {registered - set(services)}"
     )
+
+
+def _passed(node: ast.expr | None, function: ast.AST | None) -> set[str] | None:
+    """The placeholder names a call passes: a dict literal's keys, or a local dict's; else None."""
+    if node is None:
+        return set()
+    if isinstance(node, ast.Name) and function is not None:
+        for statement in ast.walk(function):
+            if (
+                isinstance(statement, ast.Assign)
+                and any(getattr(target, "id", None) == node.id for target in statement.targets)
+                and isinstance(statement.value, ast.Dict)
+            ):
+                return _passed(statement.value, None)
+        return None
+    if isinstance(node, ast.Dict) and all(
+        isinstance(key, ast.Constant) and isinstance(key.value, str) for key in node.keys
+    ):
+        return {key.value for key in node.keys if isinstance(key, ast.Constant)}
+    return None
+
+
+def _placeholder_uses() -> Iterator[tuple[str, set[str] | None, str]]:
+    """(en.json key, the placeholders the code passes with it, where) for each use in the code."""
+    trees = dict(_trees())
+    for module, tree in trees.items():
+        parents = _parents(tree)
+        for node in ast.walk(tree):
+            function = _enclosing(node, parents, (ast.FunctionDef, ast.AsyncFunctionDef))
+            where = f"{module}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Dict) and module.endswith(".config_flow"):
+                fields = {
+                    key.value: value
+                    for key, value in zip(node.keys, node.values, strict=True)
+                    if isinstance(key, ast.Constant)
+                }
+                if "description" in fields:
+                    passed = _passed(fields.get("description_placeholders"), function)
+                    for text in _values(fields["description"], module, function, trees):
+                        yield f"config.create_entry.{text}", passed, where
+            if not isinstance(node, ast.Call):
+                continue
+            keys = _call_keys(node, module, parents, trees)
+            kwargs = {keyword.arg: keyword.value for keyword in node.keywords}
+            argument = kwargs.get(
+                "translation_placeholders", kwargs.get("description_placeholders")
+            )
+            passed = _passed(argument, function)
+            for key in keys:
+                strings = [
+                    name for name in FLAT_ENGLISH if name == key or name.startswith(f"{key}.")
+                ]
+                if key.startswith(("config.step.", "options.step.")):
+                    # A form's placeholders fill its title and description, not its fields.
+                    strings = [
+                        name for name in strings if name in (f"{key}.title", f"{key}.description")
+                    ]
+                if key.startswith(("selector.", "error.")) or "_abort_if" in ast.unparse(node.func):
+                    continue
+                for name in strings:
+                    yield name, passed, where
+
+
+def test_code_passes_every_placeholder() -> None:
+    """Each string's placeholders are passed by the code that shows it.
+
+    A placeholder left out is shown to the user as ``{name}`` (or breaks the message).
+    """
+    checked = 0
+    unfilled = []
+    for key, passed, where in _placeholder_uses():
+        if passed is None:  # built at run time: not checked here
+            continue
+        checked += 1
+        missing = _placeholders(FLAT_ENGLISH[key]) - passed
+        if missing:
+            unfilled.append(f"{where} {key}: {sorted(missing)}")
+    assert checked > 30
+    assert not unfilled, f"placeholders the code does not pass: {unfilled}"
