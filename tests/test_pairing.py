@@ -373,6 +373,8 @@ async def test_discovered_tracker_shows_its_familys_sms(hass: HomeAssistant) -> 
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["description"] == "connected"
     assert result["description_placeholders"] == {
+        "apn": "`<apn>`",
+        "ip": "`<IP>`",
         "protocol": "H02",
         "address": "203.0.113.7",
         "commands": "- **H02 (SinoTrack-style firmware)**: `8040000 <IP> 8888` · `8030000 <apn>`",

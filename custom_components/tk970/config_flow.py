@@ -62,7 +62,7 @@ from .fallback import (
 from .identity import same_tracker
 from .pairing import PAIRING_WINDOW, Candidate, PairingWindow
 from .protocol import Protocol, RelayDialect
-from .sms import all_families, as_markdown, family_sms
+from .sms import MARKERS, all_families, as_markdown, family_sms
 from .tracking import PROTOCOL_NAMES
 
 IMEI_LENGTH = 15
@@ -130,6 +130,7 @@ def _sms_result(hass: HomeAssistant, port: int) -> dict[str, Any]:
     family is not known before it connects)."""
     host = public_host(hass)
     placeholders = {
+        **MARKERS,
         "host": host or "",
         "port": str(port),
         "commands": as_markdown(all_families(host, port), host, port),
@@ -148,6 +149,7 @@ def _connected_result(
     return {
         "description": "connected",
         "description_placeholders": {
+            **MARKERS,
             "protocol": PROTOCOL_NAMES[protocol],
             "address": address,
             "commands": as_markdown([family_sms(protocol, host, port)], host, port),
@@ -256,6 +258,7 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
                 progress_action="wait_for_tracker",
                 progress_task=self._pair_wait,
                 description_placeholders={
+                    **MARKERS,
                     "port": str(self._pair_port),
                     "minutes": str(int(PAIRING_WINDOW.total_seconds() // 60)),
                     "commands": as_markdown(

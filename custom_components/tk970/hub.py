@@ -75,7 +75,8 @@ class Hub:
     port: int
     listener: Listener = field(init=False)
     trackers: dict[str, TrackerCoordinator] = field(default_factory=dict)
-    #: config entries using this port, counted from the start of their setup (under the lock)
+    #: config entries (and pairing flows) using this port, counted from the start of their
+    #: setup (under the lock)
     users: set[str] = field(default_factory=set)
     unsubscribe_stop: CALLBACK_TYPE | None = None
     #: configured identity with leading zeros stripped -> configured identity

@@ -21,6 +21,9 @@ from .protocol import Protocol
 UNKNOWN_HOST = "<IP>"
 #: Stands for the SIM provider's access point name, which only the user knows.
 APN = "<apn>"
+#: The markers as the translated texts name them: placeholders, because the frontend's message
+#: format reads a literal `<...>` in a translation as a markup tag.
+MARKERS = {"apn": f"`{APN}`", "ip": f"`{UNKNOWN_HOST}`"}
 
 #: Families in the order they are listed, with the names users know them by.
 FAMILY_NAMES: dict[Protocol, str] = {
