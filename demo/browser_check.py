@@ -5,10 +5,10 @@
 Starts `scripts/demo`, waits for its ready banner, opens the Home Assistant frontend in headless
 Chromium (Debian's `chromium`, driven by Playwright), logs in as the demo user, opens the TK970
 dashboard and the map, checks that the tracker's marker and the relay switch are there, presses
-the dashboard's SOS button and waits for the SOS sensor, waits for the car to drive without GPS
-(among the trees, then in the tunnel) and be placed from the cells it learned, and saves
-screenshots. Exit status 0 only when every check passed. The demo is stopped at the end in
-every case.
+the dashboard's SOS button and waits for the SOS sensor, presses Clear SOS and Locate now, waits
+for the car to drive without GPS (among the trees, then in the tunnel) and be placed from the
+cells it learned, and saves screenshots. Exit status 0 only when every check passed. The demo
+is stopped at the end in every case.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def check(page: Page, base: str, shots: Path) -> list[str]:
     if toast.count() and toast.first.is_visible():
         raise AssertionError(f"Locate now failed: {toast.first.text_content()}")
     found.append("Locate now pressed on the dashboard: the tracker answered")
+    page.screenshot(path=str(shots / "dashboard-buttons.png"), full_page=True)
 
     for road, shot in (
         ("Among the trees", "dashboard-lbs.png"),

@@ -27,7 +27,7 @@ from custom_components.tk970.services import (
 from simulator import SimulatedTracker
 from simulator.device import TEXT_ANSWERS, UNKNOWN_TEXT_ANSWER
 
-from .common import IMEI, entity_id, make_entry, wait_for, wait_for_state
+from .common import IMEI, entity_id, find_device, make_entry, wait_for, wait_for_state
 from .test_trackers import entry, make_tracker, port  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -39,7 +39,7 @@ LOCATING = ["jt808", "gt06", "gps103", "watch"]
 
 def device_id(hass: HomeAssistant) -> str:
     """The Home Assistant device of the configured tracker."""
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, IMEI)})
+    device = find_device(hass)
     assert device is not None
     return device.id
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.tk970.const import DOMAIN
 from custom_components.tk970.diagnostics import async_get_config_entry_diagnostics
 
-from .common import IMEI
+from .common import find_device
 from .snapshot_common import FAMILIES, _plain, tracker_of
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -37,7 +35,7 @@ DEVICE_FIELDS = (
 async def test_device(hass: HomeAssistant, snapshot: SnapshotAssertion, protocol: str) -> None:
     """The tracker's device: TK-Star, the model with the protocol the tracker speaks."""
     async with tracker_of(hass, protocol, "binary_sensor"):
-        device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, IMEI)})
+        device = find_device(hass)
         assert device is not None
         shown = {name: _plain(getattr(device, name)) for name in DEVICE_FIELDS}
         shown["identifiers"] = sorted(map(list, device.identifiers))
