@@ -17,6 +17,7 @@ import importlib
 import inspect
 import json
 from pathlib import Path
+import re
 import string
 from typing import Any
 
@@ -86,6 +87,9 @@ def test_strings_are_text(language: str) -> None:
         assert value.strip(), f"{language}: {key} is empty"
         assert value == value.strip(), f"{language}: {key} has leading or trailing blanks"
         assert "[%key:" not in value, f"{language}: {key} is a reference, not text"
+        # The frontend formats strings as ICU messages: `<word` opens a tag, and an unclosed one
+        # shows "Translation error" instead of the text.
+        assert not re.search(r"<[A-Za-z/]", value), f"{language}: {key} has a tag-like <...>"
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
