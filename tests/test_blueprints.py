@@ -10,6 +10,8 @@ GitHub. The notification is recorded by a notify action registered with the test
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,13 @@ async def test_sos_blueprint(
     assert data["message"].endswith(url)
     assert data["data"]["url"] == url
     assert data["data"]["priority"] == "high"
+
+    # An SOS without a GPS fix: the link goes to the last known position.
+    later = tracker.fix.time + timedelta(minutes=5)
+    sos = replace(tracker.fix, time=later, valid=False, latitude=0.0, longitude=0.0)
+    await tracker.send(frames.gt06_alarm(sos, 0x01, 41))
+    await wait_for(lambda: len(calls) == 2)
+    assert calls[1].data["data"]["url"] == url
 
 
 @pytest.mark.usefixtures("imported")

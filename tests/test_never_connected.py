@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
@@ -93,3 +94,20 @@ async def test_repair_goes_with_the_entry(hass: HomeAssistant) -> None:
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert _issue(hass, entry) is None
+
+
+@pytest.mark.usefixtures("socket_enabled")
+async def test_long_silent_tracker_is_flagged_at_setup(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory
+) -> None:
+    """Counted from when the entry was added, not from this start: a tracker added two hours
+    before a restart and never heard from is flagged as soon as it is set up again."""
+    entry = make_entry(IMEI, port=free_port())
+    entry.add_to_hass(hass)
+    freezer.tick(NEVER_CONNECTED_AFTER * 4)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert _issue(hass, entry) is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert _issue(hass, entry) is None  # unloading (disabling) the tracker takes it away

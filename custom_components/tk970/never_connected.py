@@ -83,8 +83,11 @@ def async_watch_first_report(coordinator: TrackerCoordinator) -> CALLBACK_TYPE:
         _stop()
         async_delete_issue(hass, entry_id)
 
-    deadline = max(entry.created_at + NEVER_CONNECTED_AFTER, dt_util.utcnow())
-    cancels.append(async_track_point_in_utc_time(hass, _due, deadline))
+    deadline = entry.created_at + NEVER_CONNECTED_AFTER
+    if (now := dt_util.utcnow()) >= deadline:
+        _due(now)  # silent since long before this start: say so at once
+    else:
+        cancels.append(async_track_point_in_utc_time(hass, _due, deadline))
     # The coordinator calls this on every change until the first report: then it stops.
     cancels.append(coordinator.async_add_listener(_updated))
 
