@@ -31,6 +31,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components import tk970
 from simulator import SimulatedTracker
@@ -110,6 +111,15 @@ async def tracker_of(
         finally:
             await tracker.close()
             assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def check_platform(
+    hass: HomeAssistant, snapshot: SnapshotAssertion, protocol: str, platform: str
+) -> None:
+    """Registry entries and states of the platform's entities after a login, a report and an
+    SOS, against the platform module's snapshot."""
+    async with tracker_of(hass, protocol, platform) as (entry, _tracker):
+        assert entity_snapshot(hass, entry) == snapshot
 
 
 def entity_snapshot(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, Any]:

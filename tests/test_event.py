@@ -1,6 +1,6 @@
 """Snapshot of every event entity of a tracker of each family.
 
-The snapshots are in `snapshots/test_event.ambr`.
+The snapshots are in `snapshots/test_event.ambr`; `snapshot_common` says what they hold.
 """
 
 from __future__ import annotations
@@ -9,17 +9,12 @@ from homeassistant.core import HomeAssistant
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from .snapshot_common import FAMILIES, entity_snapshot, tracker_of
+from .snapshot_common import FAMILIES, check_platform
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
 @pytest.mark.parametrize("protocol", FAMILIES)
-async def test_entities(
-    hass: HomeAssistant,
-    snapshot: SnapshotAssertion,
-    protocol: str,
-) -> None:
-    """Registry entries and states after a login, a report and an SOS."""
-    async with tracker_of(hass, protocol, "event") as (entry, _tracker):
-        assert entity_snapshot(hass, entry) == snapshot
+async def test_entities(hass: HomeAssistant, snapshot: SnapshotAssertion, protocol: str) -> None:
+    """After a login, a report and an SOS."""
+    await check_platform(hass, snapshot, protocol, "event")
