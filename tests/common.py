@@ -86,6 +86,18 @@ def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
     return found
 
 
+def find_device(hass: HomeAssistant, identity: str = IMEI) -> Any:
+    """The tracker's device entry (a lookup every supported release has), or None."""
+    from homeassistant.helpers import device_registry as dr
+
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identity) in device.identifiers:
+                return device
+    return None
+
+
 async def set_up_entry(hass: HomeAssistant, identity: str = IMEI) -> MockConfigEntry:
     """A tracker's entry on a free port, set up (its listener open)."""
     entry = make_entry(identity, port=free_port())
@@ -107,15 +119,3 @@ async def logged_in(entry: MockConfigEntry, protocol: str = "gt06") -> AsyncIter
         yield device
     finally:
         await device.close()
-
-
-def find_device(hass: HomeAssistant, identity: str = IMEI) -> Any:
-    """The tracker's device entry (a lookup every supported release has), or None."""
-    from homeassistant.helpers import device_registry as dr
-
-    registry = dr.async_get(hass)
-    for entry in hass.config_entries.async_entries(DOMAIN):
-        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
-            if (DOMAIN, identity) in device.identifiers:
-                return device
-    return None
