@@ -479,6 +479,23 @@ async def read_line(process: subprocess.Popen[str]) -> str:
     return line.strip()
 
 
+async def confirm_http_config(session: aiohttp.ClientSession, token: str, url: str) -> None:
+    """Keep Home Assistant on the benchmark's port on the newest releases.
+
+    Since 2026 Home Assistant takes a YAML `http:` block as a trial: unless it is confirmed within
+    five minutes it reverts to its stored port and restarts, in the middle of the measurement.
+    Older releases have no such command and answer with an error, which is fine.
+    """
+    async with session.ws_connect(f"{url}/api/websocket") as socket:
+        await socket.receive_json()
+        await socket.send_json({"type": "auth", "access_token": token})
+        await socket.receive_json()
+        await socket.send_json({"id": 1, "type": "http/config/promote"})
+        reply = await socket.receive_json()
+        if reply.get("success"):
+            print("fleet: confirmed the HTTP port (a trial on this Home Assistant)", flush=True)
+
+
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole benchmark; return its figures."""
     folder = Path(tempfile.mkdtemp(prefix="tk970-fleet-"))
@@ -516,6 +533,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     ha.url,
                 )
             )
+            await confirm_http_config(session, access, ha.url)
             rss_empty = rss_mib(ha.pid)
 
             # Adding the trackers, as the UI does (config flow over REST).

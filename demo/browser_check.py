@@ -5,10 +5,10 @@
 Starts `scripts/demo`, waits for its ready banner, opens the Home Assistant frontend in headless
 Chromium (Debian's `chromium`, driven by Playwright), logs in as the demo user, opens the TK970
 dashboard and the map, checks that the tracker's marker and the relay switch are there, presses
-the dashboard's SOS button and waits for the SOS sensor, waits for the car to drive without GPS
-(among the trees, then in the tunnel) and be placed from the cells it learned, and saves
-screenshots. Exit status 0 only when every check passed. The demo is stopped at the end in
-every case.
+the dashboard's SOS button and waits for the SOS sensor, presses Clear SOS and Locate now, waits
+for the car to drive without GPS (among the trees, then in the tunnel) and be placed from the
+cells it learned, and saves screenshots. Exit status 0 only when every check passed. The demo
+is stopped at the end in every case.
 """
 
 from __future__ import annotations
@@ -121,6 +121,21 @@ def check(page: Page, base: str, shots: Path) -> list[str]:
     expect(sos_row).to_contain_text("Unsafe", timeout=30_000)
     found.append("SOS pressed on the dashboard: the SOS sensor turned on")
     page.screenshot(path=str(shots / "dashboard-sos.png"), full_page=True)
+    clear = page.locator("hui-button-entity-row").filter(has_text="Clear SOS")
+    clear.get_by_text("Press", exact=True).click()
+    expect(sos_row).to_contain_text("Safe", timeout=30_000)
+    found.append("Clear SOS pressed on the dashboard: the SOS sensor is off")
+
+    locate = page.locator("hui-tile-card").filter(has_text="Locate now")
+    expect(locate).to_be_visible()
+    locate.click()
+    # An action that fails (no answer, refused) shows a toast with the error; none may come.
+    page.wait_for_timeout(5000)
+    toast = page.locator("ha-toast")
+    if toast.count() and toast.first.is_visible():
+        raise AssertionError(f"Locate now failed: {toast.first.text_content()}")
+    found.append("Locate now pressed on the dashboard: the tracker answered")
+    page.screenshot(path=str(shots / "dashboard-buttons.png"), full_page=True)
 
     for road, shot in (
         ("Among the trees", "dashboard-lbs.png"),

@@ -3,7 +3,11 @@
 It logs in the way its protocol family does and waits for the answer, reports positions,
 heartbeats and alarms, and obeys relay commands honestly: it answers cut and restore (unless
 told to stay silent), refuses to cut above 20 km/h as Concox firmware does, and shows the new
-relay state in its next status. The integration tests and `scripts/demo` both drive it.
+relay state in its next status. It answers the other commands as its family does: a position
+request with a position, a report interval with its confirmation, an SOS acknowledgement by
+dropping the SOS, and the text commands it knows (`TEXT_ANSWERS`) with their text; an unknown
+text command is refused where the family can say so. The integration tests and `scripts/demo`
+both drive it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ from .frames import Fix
 
 _LOGGER = logging.getLogger(__name__)
 
-PROTOCOLS = ("jt808", "gt06", "h02", "gps103")
+PROTOCOLS = ("jt808", "gt06", "h02", "gps103", "watch")
+#: The SMS-style text commands the simulated firmware knows, and its answers.
+TEXT_ANSWERS = {
+    "STATUS#": "Battery:90%,GPRS:Link Up,GSM Signal Level:Strong,GPS:Fixed,ACC:OFF",
+    "VERSION#": "[VERSION]TK970_V1.2.3 2026/01/15",
+    "PARAM#": "IMEI:{imei};TIMER:{interval};SOS:;CENTER:;",
+}
+#: What the firmware says to a text command it does not know (a refusal by its words).
+UNKNOWN_TEXT_ANSWER = "Command error!"
+_H02_COMMANDS = ("S20", "S26", "S71", "D1", "SCF")
 #: Concox firmware (and this simulator) refuse to cut the engine faster than this.
 MAX_CUT_SPEED = 20.0
 #: How long the simulator waits for a server answer it needs (login, registration).
@@ -61,6 +74,8 @@ class SimulatedTracker:
     relay: bool = False
     #: report the cells and access points of the simulated radio world (`radio.py`)
     radio: bool = True
+    #: the report interval the server last set, in seconds
+    interval: int = 30
 
     def __post_init__(self) -> None:
         """Prepare the connection state."""
@@ -142,6 +157,10 @@ class SimulatedTracker:
             before = len(self.received)
             await self.send(frames.gps103_login(self.identity))
             await self.wait_for(lambda d: d.detail == "LOAD", start=before)
+        elif self.protocol == "watch":
+            before = len(self.received)
+            await self.heartbeat()
+            await self.wait_for(lambda d: d.detail == "LK", start=before)
         else:
             await self.heartbeat()
 
@@ -153,6 +172,7 @@ class SimulatedTracker:
             "gt06": lambda: frames.gt06_heartbeat(fix, self._next_serial()),
             "h02": lambda: frames.h02_heartbeat(self.identity, fix.battery_percent),
             "gps103": lambda: frames.gps103_heartbeat(self.identity),
+            "watch": lambda: frames.watch_heartbeat(self.identity, fix.battery_percent),
         }[self.protocol]()
         await self.send(data)
 
@@ -194,6 +214,8 @@ class SimulatedTracker:
             return frames.gt06_location(fix, self._next_serial())
         if self.protocol == "h02":
             return frames.h02_position(self.identity, fix)
+        if self.protocol == "watch":
+            return frames.watch_position(self.identity, fix)
         return frames.gps103_report(self.identity, fix)
 
     async def sos(self) -> None:
@@ -212,6 +234,9 @@ class SimulatedTracker:
             data = frames.gt06_alarm(fix, 0x01 if sos else 0x03, self._next_serial())
         elif self.protocol == "h02":
             data = frames.h02_position(self.identity, fix)
+        elif self.protocol == "watch":
+            # The watch has no vibration alarm: an `AL` frame with the status word.
+            data = frames.watch_position(self.identity, fix, "AL")
         else:
             data = frames.gps103_report(self.identity, fix, "help me" if sos else "sensor alarm")
         await self.send(data)
@@ -300,6 +325,10 @@ class SimulatedTracker:
             while (end := buf.find(b"#")) >= 0:
                 out.append(buf[: end + 1].strip())
                 buf = buf[end + 1 :]
+        elif self.protocol == "watch":
+            while (start := buf.find(b"[")) >= 0 and (end := buf.find(b"]", start)) > 0:
+                out.append(buf[start : end + 1])
+                buf = buf[end + 1 :]
         else:
             out = _GPS103_DOWNLINK.findall(buf)
             buf = b""
@@ -317,9 +346,14 @@ class SimulatedTracker:
             return Downlink(raw, "ack", f"{raw[3]:02x}")
         if self.protocol == "h02":
             parsed = frames.h02_command(raw)
-            if parsed is not None and parsed[0] in ("S20", "S26", "S71", "D1"):
+            if parsed is not None and parsed[0] in _H02_COMMANDS:
                 return Downlink(raw, "command", parsed[0])
             return Downlink(raw, "ack", parsed[0] if parsed else "")
+        if self.protocol == "watch":
+            content = frames.watch_command(raw) or ""
+            word = content.partition(",")[0]
+            kind = "ack" if word in ("LK", "AL", "INIT", "TKQ", "TKQ2") else "command"
+            return Downlink(raw, kind, word)
         if raw in (b"LOAD", b"ON"):
             return Downlink(raw, "ack", raw.decode())
         parsed_gps103 = frames.gps103_command(raw)
@@ -329,6 +363,7 @@ class SimulatedTracker:
         """Execute a server command, and answer it as the real device would."""
         wanted = self._relay_request(item)
         if wanted is None:
+            await self._obey_other(item)
             return
         allowed = not (wanted and self.fix.speed_kmh > MAX_CUT_SPEED)
         if allowed:
@@ -393,6 +428,116 @@ class SimulatedTracker:
             state = "1,1" if self.relay else "1,0"
             await self.send(frames.h02_confirmation(self.identity, fix, "S20", state, command_time))
         # GPS103 devices send no confirmation at all.
+
+    # -- other commands -----------------------------------------------------------------------
+
+    def _text_answer(self, text: str) -> str | None:
+        """The firmware's answer to an SMS-style command; None: it does not know it."""
+        text = text.strip().upper()
+        if text == "WHERE#":
+            return frames.gt06_where_text(self._current())
+        if (match := re.fullmatch(r"TIMER,(\d+)#", text)) is not None:
+            self.interval = int(match[1])
+            return f"TIMER set ok. Now data upload period is {self.interval} seconds."
+        answer = TEXT_ANSWERS.get(text)
+        return answer.format(imei=self.identity, interval=self.interval) if answer else None
+
+    async def _obey_other(self, item: Downlink) -> None:
+        """Answer a command that is not a relay switch, as the family's firmware does."""
+        if not self.answer_commands:
+            return
+        handler = {
+            "jt808": self._obey_jt808,
+            "gt06": self._obey_gt06,
+            "h02": self._obey_h02,
+            "gps103": self._obey_gps103,
+            "watch": self._obey_watch,
+        }[self.protocol]
+        _LOGGER.info("Simulated %s %s: command %s", self.protocol, self.identity, item.detail)
+        await handler(item)
+
+    async def _obey_jt808(self, item: Downlink) -> None:
+        message_id, serial, body = frames.jt808_unframe(item.raw)
+        if message_id == 0x8201:  # location query: the position, quoting the query
+            await self.send(
+                frames.jt808_location_response(
+                    self.terminal, self._next_serial(), serial, self._current(), self.jt808_offset
+                )
+            )
+            return
+        result = 3  # unsupported
+        if message_id == 0x8103 and len(body) >= 10 and body[1:5] == b"\x00\x00\x00\x29":
+            self.interval = int.from_bytes(body[6:10], "big")  # 0x0029 report interval
+            result = 0
+        elif message_id == 0x8203:  # alarm confirmation: bit 0 is the SOS
+            if len(body) >= 6 and body[5] & 1:
+                self.fix = replace(self.fix, sos=False)
+            result = 0
+        elif message_id == 0x8300:  # text: the SMS command parser answers in text
+            answer = self._text_answer(body[1:].decode("gbk", "replace"))
+            if answer is not None:
+                await self.send(
+                    frames.jt808_text_response(self.terminal, self._next_serial(), serial, answer)
+                )
+                return
+        await self.send(
+            frames.jt808_general_response(
+                self.terminal, self._next_serial(), serial, message_id, result
+            )
+        )
+
+    async def _obey_gt06(self, item: Downlink) -> None:
+        parsed = frames.gt06_command(item.raw)
+        if parsed is None:
+            return
+        flag, text = parsed
+        answer = self._text_answer(text) or UNKNOWN_TEXT_ANSWER
+        await self.send(frames.gt06_command_reply(flag, answer, self._next_serial()))
+
+    async def _obey_h02(self, item: Downlink) -> None:
+        parsed = frames.h02_command(item.raw)
+        if parsed is None:
+            return
+        code, command_time, params = parsed
+        if code == "S26":  # status query: a LINK status
+            time = self.clock().astimezone(UTC)
+            await self.send(
+                f"*HQ,{self.identity},LINK,{time:%H%M%S},20,9,{self.fix.battery_percent},0,0,"
+                f"{time:%d%m%y},{frames.h02_status(self._current())}#".encode()
+            )
+            return
+        if code == "S71" and len(params) >= 2 and params[1].isdigit():
+            self.interval = int(params[1])
+        await self.send(
+            frames.h02_confirmation(
+                self.identity, self._current(), code, ",".join(params), command_time
+            )
+        )
+
+    async def _obey_gps103(self, item: Downlink) -> None:
+        # GPS103 firmware never answers a command; it only does what it says.
+        parsed = frames.gps103_command(item.raw)
+        if parsed is None:
+            return
+        code, params = parsed
+        if code == "B":
+            await self.report()
+        elif code == "E":
+            self.fix = replace(self.fix, sos=False)
+        elif code == "C" and params and (match := re.fullmatch(r"(\d+)([smh])", params[0])):
+            self.interval = int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+    async def _obey_watch(self, item: Downlink) -> None:
+        content = frames.watch_command(item.raw) or ""
+        word, _, value = content.partition(",")
+        if word == "UPLOAD" and value.isdigit():
+            self.interval = int(value)
+        elif word not in ("CR", "VERNO"):
+            return  # the watch ignores what it does not know
+        reply = "VERNO,G29_BASE_V1.00_2026.01.15" if word == "VERNO" else word
+        await self.send(frames.watch_frame(self.identity, reply))
+        if word == "CR":
+            await self.report()
 
 
 class _UdpClient(asyncio.DatagramProtocol):

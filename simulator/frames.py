@@ -181,6 +181,25 @@ def jt808_general_response(
     return jt808_frame(0x0001, body, terminal, serial)
 
 
+def jt808_location_response(
+    terminal: str,
+    serial: int,
+    reply_serial: int,
+    fix: Fix,
+    utc_offset: timedelta = timedelta(hours=8),
+) -> bytes:
+    """0x0201 answer to a 0x8201 location query: the query's serial + a 0x0200 body."""
+    body = reply_serial.to_bytes(2, "big") + _jt808_location_body(fix, utc_offset)
+    return jt808_frame(0x0201, body, terminal, serial)
+
+
+def jt808_text_response(terminal: str, serial: int, reply_serial: int, text: str) -> bytes:
+    """0x1300 vendor answer to a 0x8300 text command: its serial + UTF-16 text ("Set OK!")."""
+    return jt808_frame(
+        0x1300, reply_serial.to_bytes(2, "big") + text.encode("utf-16-be"), terminal, serial
+    )
+
+
 def jt808_unframe(frame: bytes) -> tuple[int, int, bytes]:
     """Read a platform message: (message id, serial, body)."""
     plain = frame.strip(b"\x7e").replace(b"\x7d\x02", b"\x7e").replace(b"\x7d\x01", b"\x7d")
@@ -312,6 +331,17 @@ def gt06_command_reply(server_flag: int, text: str, serial: int) -> bytes:
     return gt06_frame(0x15, bytes([len(payload)]) + payload + b"\x00\x02", serial)
 
 
+def gt06_where_text(fix: Fix) -> str:
+    """The SMS-style answer to `WHERE#` (CONCOX-MAN; traccar `PATTERN_LOCATION`), in UTC."""
+    time = fix.time.astimezone(UTC)
+    return (
+        f"Current position!Lat:{'N' if fix.latitude >= 0 else 'S'}{abs(fix.latitude):.6f},"
+        f"Lon:{'E' if fix.longitude >= 0 else 'W'}{abs(fix.longitude):.6f},"
+        f"Course:{fix.course:.2f},Speed:{fix.speed_kmh:.4f},"
+        f"DateTime:{time:%Y-%m-%d %H:%M:%S}"
+    )
+
+
 def gt06_command(frame: bytes) -> tuple[int, str] | None:
     """Read a 0x80 online command: (server flag, text), or None for anything else."""
     if len(frame) < 10 or frame[:2] != b"\x78\x78" or frame[3] != 0x80:
@@ -436,3 +466,55 @@ def gps103_command(frame: bytes) -> tuple[str, list[str]] | None:
         return None
     parts = text.split(",")
     return (parts[2], parts[3:]) if len(parts) >= 3 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Watch (`[SG*<id>*<len hex>*<content>]`, protocols.md §7)
+# ---------------------------------------------------------------------------------------------
+
+
+def watch_frame(device_id: str, content: str, *, maker: str = "SG") -> bytes:
+    """`[<maker>*<id>*<length, 4 hex digits>*<content>]`."""
+    data = content.encode()
+    return b"[%s*%s*%04X*%s]" % (maker.encode(), device_id.encode(), len(data), data)
+
+
+def watch_heartbeat(device_id: str, battery: int) -> bytes:
+    """`LK,<steps>,<rolls>,<battery %>`."""
+    return watch_frame(device_id, f"LK,0,0,{battery}")
+
+
+def watch_position(device_id: str, fix: Fix, word: str = "UD") -> bytes:
+    """`UD` (or `AL`): date, UTC time, validity, decimal degrees, km/h, course, altitude,
+    satellites, GSM %, battery %, steps, rolls, status word (bit 16 SOS), then no cells and
+    no Wi-Fi."""
+    time = fix.time.astimezone(UTC)
+    status = 1 << 16 if fix.sos else 0
+    fields = [
+        word,
+        time.strftime("%d%m%y"),
+        time.strftime("%H%M%S"),
+        "A" if fix.valid else "V",
+        f"{abs(fix.latitude):.6f}",
+        "N" if fix.latitude >= 0 else "S",
+        f"{abs(fix.longitude):.6f}",
+        "E" if fix.longitude >= 0 else "W",
+        f"{fix.speed_kmh:.2f}",
+        f"{round(fix.course)}",
+        f"{fix.altitude_m:.1f}",
+        str(fix.satellites),
+        "80",
+        str(fix.battery_percent),
+        "0",
+        "0",
+        f"{status:08X}",
+        "0",
+        "0",
+    ]
+    return watch_frame(device_id, ",".join(fields))
+
+
+def watch_command(frame: bytes) -> str | None:
+    """Read a server frame's content (`CR`, `UPLOAD,60`, `LK` ...), or None."""
+    parts = frame.decode("ascii", "replace").strip("[]").split("*", 3)
+    return parts[3] if len(parts) == 4 else None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+import contextlib
 from datetime import UTC, datetime, timedelta
 import itertools
 import socket
@@ -92,3 +93,38 @@ def stepping_clock() -> Callable[[], datetime]:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     steps = itertools.count()
     return lambda: start + timedelta(seconds=10 * next(steps))
+
+
+def find_device(hass: HomeAssistant, identity: str = IMEI) -> Any:
+    """The tracker's device entry (a lookup every supported release has), or None."""
+    from homeassistant.helpers import device_registry as dr
+
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identity) in device.identifiers:
+                return device
+    return None
+
+
+async def set_up_entry(hass: HomeAssistant, identity: str = IMEI) -> MockConfigEntry:
+    """A tracker's entry on a free port, set up (its listener open)."""
+    entry = make_entry(identity, port=free_port())
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+@contextlib.asynccontextmanager
+async def logged_in(entry: MockConfigEntry, protocol: str = "gt06") -> AsyncIterator[Any]:
+    """A simulated tracker of the entry, connected and logged in for the `async with` block."""
+    from simulator import SimulatedTracker
+
+    device = SimulatedTracker(entry.data[CONF_IMEI], protocol=protocol, port=entry.data[CONF_PORT])
+    await device.connect()
+    try:
+        await device.login()
+        yield device
+    finally:
+        await device.close()

@@ -6,6 +6,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 import pytest
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 # Import the repository's package before Home Assistant's loader looks for custom integrations:
 # otherwise the test plugin's own testing_config/custom_components wins and tk970 is not found.
@@ -24,6 +26,12 @@ settings.load_profile("ci")
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components in every test."""
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Snapshots in `tests/snapshots/`, with Home Assistant's serializer, as core keeps them."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
 
 
 #: Figures the hostile tests measured (memory, API and tracker latency), shown after the run.

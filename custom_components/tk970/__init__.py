@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .coordinator import TK970ConfigEntry
 
 #: Home Assistant's `Platform` values, as plain strings so that no enum has to be imported.
-PLATFORMS = ["binary_sensor", "device_tracker", "event", "sensor", "switch"]
+PLATFORMS = ["binary_sensor", "button", "device_tracker", "event", "sensor", "switch"]
 
 
 def __getattr__(name: str) -> Any:
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions (cell database import and removal)."""
+    """Register the actions (tracker commands, cell database import and removal)."""
     from .services import async_setup_services  # noqa: PLC0415
 
     async_setup_services(hass)
@@ -61,6 +61,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> boo
         async_release_hub,
         port_in_use,
     )
+    from .never_connected import async_watch_first_report  # noqa: PLC0415
 
     port = entry.data.get(CONF_PORT, DEFAULT_PORT)
     try:
@@ -84,6 +85,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> boo
         await coordinator.async_restore()
         entry.runtime_data = coordinator
         hub.add(coordinator)
+        entry.async_on_unload(async_watch_first_report(coordinator))
         entry.async_on_unload(entry.add_update_listener(_async_options_updated))
         await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     except BaseException:
@@ -127,9 +129,11 @@ async def async_remove_entry(hass: HomeAssistant, entry: TK970ConfigEntry) -> No
     from .coordinator import async_remove_saved_state  # noqa: PLC0415
     from .fallback import async_delete_issues, async_remove_positioning_data  # noqa: PLC0415
     from .hub import async_prune_port_issues  # noqa: PLC0415
+    from .never_connected import async_delete_issue  # noqa: PLC0415
 
     await async_remove_saved_state(hass, entry.entry_id)
     async_delete_issues(hass, entry.entry_id)
+    async_delete_issue(hass, entry.entry_id)
     async_prune_port_issues(hass, _ports_in_use(hass, excluding=entry.entry_id))
     if not any(
         other.entry_id != entry.entry_id

@@ -1,7 +1,17 @@
-"""Config flow: add a tracker by IMEI, accept a discovered one, reconfigure, set options."""
+"""Config flow: add a tracker by IMEI or pick it as it connects, accept a discovered one,
+reconfigure, set options.
+
+The user step is the form of interfaces.md §3. Leaving its IMEI empty starts pairing
+(`pairing.py`): the port opens for a few minutes, the flow waits (a progress step) until an
+unknown tracker reports, and lists the trackers heard so far to pick one. Every path ends on
+the SMS texts that point the tracker at this Home Assistant (`sms.py`), shown in the dialog
+that confirms the new entry (`config.create_entry` in the translations).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -10,12 +20,14 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
     OptionsFlow,
 )
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.data_entry_flow import AbortFlow
+from homeassistant.helpers.network import NoURLAvailableError, get_url
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -23,6 +35,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from yarl import URL
 
 from . import vol
 from .const import (
@@ -47,7 +60,10 @@ from .fallback import (
     validate_options as validate_fallback_options,
 )
 from .identity import same_tracker
-from .protocol import RelayDialect
+from .pairing import PAIRING_WINDOW, Candidate, PairingWindow
+from .protocol import Protocol, RelayDialect
+from .sms import MARKERS, all_families, as_markdown, family_sms
+from .tracking import PROTOCOL_NAMES
 
 IMEI_LENGTH = 15
 MIN_ID_LENGTH = 10
@@ -85,14 +101,76 @@ def _title(name: str | None, identity: str) -> str:
     return name or f"TK970 {identity}"
 
 
+#: The pick list's entry for "none of these yet".
+PICK_MORE = "more"
+
+
+def public_host(hass: HomeAssistant) -> str | None:
+    """The host trackers reach this Home Assistant at: the external URL's, when one is set.
+
+    Home Assistant Cloud's address relays only HTTPS, and an internal or link-local address
+    does not reach a tracker on a mobile network: those count as unknown.
+    """
+    try:
+        url = get_url(hass, allow_internal=False, allow_cloud=False, prefer_external=True)
+    except NoURLAvailableError:
+        return None
+    host = URL(url).host
+    if not host or host.endswith(".local"):
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return host if address.is_global else None
+
+
+def _sms_result(hass: HomeAssistant, port: int) -> dict[str, Any]:
+    """The create-entry description for a tracker typed in: every family's SMS texts (its
+    family is not known before it connects)."""
+    host = public_host(hass)
+    placeholders = {
+        **MARKERS,
+        "host": host or "",
+        "port": str(port),
+        "commands": as_markdown(all_families(host, port), host, port),
+    }
+    return {
+        "description": "sms" if host else "sms_no_address",
+        "description_placeholders": placeholders,
+    }
+
+
+def _connected_result(
+    hass: HomeAssistant, protocol: Protocol, address: str, port: int
+) -> dict[str, Any]:
+    """The create-entry description for a tracker that is connected already: its own SMS."""
+    host = public_host(hass)
+    return {
+        "description": "connected",
+        "description_placeholders": {
+            **MARKERS,
+            "protocol": PROTOCOL_NAMES[protocol],
+            "address": address,
+            "commands": as_markdown([family_sms(protocol, host, port)], host, port),
+        },
+    }
+
+
 class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
     """Add one tracker per entry."""
 
     VERSION = 1
 
     def __init__(self) -> None:
-        """Remember what discovery found."""
+        """Remember what discovery found, and the pairing state."""
         self._discovered: dict[str, Any] = {}
+        self._pair_name: str | None = None
+        self._pair_port = DEFAULT_PORT
+        self._pairing: PairingWindow | None = None
+        self._pair_wait: asyncio.Task[bool] | None = None
+        #: candidates the pick list showed, by identity ("keep waiting" waits for others)
+        self._listed: dict[str, Candidate] = {}
 
     @staticmethod
     @callback
@@ -104,25 +182,23 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
         """Ask for the IMEI (or the id the tracker reports), a name and the port."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            identity, error = validate_identity(str(user_input[CONF_IMEI]))
             port = int(user_input.get(CONF_PORT, DEFAULT_PORT))
+            if not str(user_input.get(CONF_IMEI) or "").strip():
+                self._pair_name = (user_input.get(CONF_NAME) or "").strip() or None
+                self._pair_port = port
+                return await self.async_step_pair()
+            identity, error = validate_identity(str(user_input[CONF_IMEI]))
             if error:
                 errors[CONF_IMEI] = error
             else:
-                # A discovery card for this tracker may be open: adding it by hand wins (Home
-                # Assistant then drops the card).
-                await self.async_set_unique_id(identity, raise_on_progress=False)
-                self._abort_if_unique_id_configured()
-                self._abort_if_same_tracker(identity)
-                self._abort_discoveries_of(identity)
-                name = (user_input.get(CONF_NAME) or "").strip() or None
-                return self.async_create_entry(
-                    title=_title(name, identity),
-                    data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
+                return await self._async_add(
+                    identity, user_input, port, _sms_result(self.hass, port)
                 )
         schema = vol.Schema(
             {
-                vol.Required(CONF_IMEI): TextSelector(),
+                # Required to add a tracker by hand; empty, it starts pairing (as core's
+                # "leave the host empty to discover" forms do).
+                vol.Optional(CONF_IMEI): TextSelector(),
                 vol.Optional(CONF_NAME): TextSelector(),
                 vol.Optional(CONF_PORT, default=DEFAULT_PORT): vol.All(
                     PORT_SELECTOR, vol.Coerce(int)
@@ -134,6 +210,150 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=self.add_suggested_values_to_schema(schema, user_input or {}),
             errors=errors,
         )
+
+    async def _async_add(
+        self, identity: str, user_input: dict[str, Any], port: int, shown: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """Create the entry the user asked for, unless the tracker is configured already.
+
+        A discovery card for this tracker may be open: adding it by hand wins (Home Assistant
+        then drops the card; the ones for its other form of identity are dropped here).
+        """
+        await self.async_set_unique_id(identity, raise_on_progress=False)
+        self._abort_if_unique_id_configured()
+        self._abort_if_same_tracker(identity)
+        self._abort_discoveries_of(identity)
+        name = (user_input.get(CONF_NAME) or "").strip() or None
+        return self.async_create_entry(
+            title=_title(name, identity),
+            data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
+            **shown,
+        )
+
+    # -- pairing: pick the tracker as it connects ----------------------------------------------
+
+    async def async_step_pair(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Hold the port open and wait until a tracker that is not configured reports."""
+        window = self._pairing
+        if window is None:
+            window = PairingWindow(self.hass, self._pair_port, owner=f"pairing_{self.flow_id}")
+        if self._pair_wait is None:
+            try:
+                await window.async_open()  # again after "keep waiting": a fresh window
+            except OSError as err:
+                return self.async_abort(
+                    reason="port_unavailable",
+                    description_placeholders={"port": str(self._pair_port), "error": str(err)},
+                )
+            self._pairing = window
+            self._pair_wait = self.hass.async_create_task(
+                window.async_wait(self._is_new), f"tk970 pairing on port {self._pair_port}"
+            )
+        if not self._pair_wait.done():
+            host = public_host(self.hass)
+            return self.async_show_progress(
+                # Named: this step is also entered from the user and pick steps, and the
+                # manager resumes the one named here when the wait ends.
+                step_id="pair",
+                progress_action="wait_for_tracker",
+                progress_task=self._pair_wait,
+                description_placeholders={
+                    **MARKERS,
+                    "port": str(self._pair_port),
+                    "minutes": str(int(PAIRING_WINDOW.total_seconds() // 60)),
+                    "commands": as_markdown(
+                        all_families(host, self._pair_port), host, self._pair_port
+                    ),
+                },
+            )
+        found = self._pair_wait.result()
+        self._pair_wait = None
+        return self.async_show_progress_done(next_step_id="pair_pick" if found else "pair_timeout")
+
+    async def async_step_pair_timeout(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Nobody new reported within the window: the port is closed again."""
+        await self._async_close_pairing()
+        return self.async_abort(
+            reason="no_trackers",
+            description_placeholders={
+                "port": str(self._pair_port),
+                "minutes": str(int(PAIRING_WINDOW.total_seconds() // 60)),
+            },
+        )
+
+    async def async_step_pair_pick(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """List the trackers heard that are not configured; add the one picked."""
+        if user_input is not None:
+            picked = str(user_input[CONF_IMEI])
+            candidate = self._listed.get(picked)
+            if candidate is None:  # PICK_MORE
+                return await self.async_step_pair()
+            port = self._pair_port
+            return await self._async_add(
+                candidate.identity,
+                user_input,
+                port,
+                _connected_result(self.hass, candidate.protocol, candidate.address, port),
+            )
+        window = self._pairing
+        heard = list(reversed(window.candidates.values())) if window is not None else []
+        self._listed = {c.identity: c for c in heard if not self._is_configured(c.identity)}
+        if not self._listed:  # the ones heard were added meanwhile
+            return await self.async_step_pair()
+        options = [
+            SelectOptionDict(
+                value=c.identity,
+                label=f"{c.identity} · {PROTOCOL_NAMES[c.protocol]} · {c.address} "
+                f"({c.transport.upper()})",
+            )
+            for c in self._listed.values()
+        ]
+        options.append(SelectOptionDict(value=PICK_MORE, label=PICK_MORE))
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_IMEI): SelectSelector(
+                    SelectSelectorConfig(
+                        options=options,
+                        translation_key="pairing",
+                        mode=SelectSelectorMode.LIST,
+                    )
+                ),
+                vol.Optional(CONF_NAME): TextSelector(),
+            }
+        )
+        return self.async_show_form(
+            step_id="pair_pick",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, {CONF_NAME: self._pair_name} if self._pair_name else {}
+            ),
+            description_placeholders={"port": str(self._pair_port)},
+        )
+
+    def _is_new(self, candidate: Candidate) -> bool:
+        """A tracker worth showing the pick list for: not listed yet, not configured."""
+        return candidate.identity not in self._listed and not self._is_configured(
+            candidate.identity
+        )
+
+    def _is_configured(self, identity: str) -> bool:
+        return any(
+            same_tracker(str(entry.unique_id), identity)
+            for entry in self._async_current_entries(include_ignore=False)
+        )
+
+    async def _async_close_pairing(self) -> None:
+        if self._pairing is not None:
+            await self._pairing.async_close()
+
+    @callback
+    def async_remove(self) -> None:
+        """The flow ended (added, aborted or closed): release the pairing port."""
+        if self._pairing is not None:
+            self.hass.async_create_task(self._pairing.async_close(), "tk970 pairing closed")
 
     def _abort_if_same_tracker(self, identity: str) -> None:
         """Refuse a tracker already configured under another form of its identity.
@@ -190,13 +410,16 @@ class TK970ConfigFlow(ConfigFlow, domain=DOMAIN):
             # The user may have added this tracker under its other identity meanwhile.
             self._abort_if_same_tracker(identity)
             name = (user_input.get(CONF_NAME) or "").strip() or None
+            port = int(info.get(CONF_PORT, DEFAULT_PORT))
+            extra: dict[str, Any] = {}
+            if (protocol := str(info.get("protocol"))) in Protocol.__members__.values():
+                extra = _connected_result(
+                    self.hass, Protocol(protocol), str(info.get("address", "?")), port
+                )
             return self.async_create_entry(
                 title=_title(name, identity),
-                data={
-                    CONF_IMEI: identity,
-                    CONF_NAME: name,
-                    CONF_PORT: int(info.get(CONF_PORT, DEFAULT_PORT)),
-                },
+                data={CONF_IMEI: identity, CONF_NAME: name, CONF_PORT: port},
+                **extra,
             )
         return self.async_show_form(
             step_id="discovery_confirm",

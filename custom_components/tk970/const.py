@@ -44,6 +44,9 @@ PROVIDER_UNWIREDLABS: Final = "unwiredlabs"
 
 #: How long the relay switch waits for the device to confirm (interfaces.md §3: within 60 s).
 RELAY_TIMEOUT: Final = 30.0
+#: How long the actions wait for the device's answer to other commands (interfaces.md §3:
+#: an error within 60 s); an SMS-style command may take the device longer than a relay switch.
+COMMAND_TIMEOUT: Final = 50.0
 
 #: Unknown trackers offered at once; more are logged, so made-up IMEIs cannot bury the UI.
 MAX_PENDING_DISCOVERIES: Final = 10

@@ -28,6 +28,7 @@ from homeassistant.util import dt as dt_util
 
 from .clock import FixTime
 from .const import (
+    COMMAND_TIMEOUT,
     CONF_ALARM_HOLD,
     CONF_IMEI,
     CONF_OFFLINE_AFTER,
@@ -61,7 +62,7 @@ from .protocol import (
     Protocol,
     RelayDialect,
 )
-from .protocol.commands import DEFAULT_DYD_PASSWORD
+from .protocol.commands import DEFAULT_DYD_PASSWORD, CommandOutcome, supports
 from .store import async_get_tracker_store
 from .tracking import PROTOCOL_NAMES, AlarmState, Tracker, TrackerState
 
@@ -495,6 +496,80 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             self._changed.add(STATUS)
             self._notify()
             self._schedule_save()
+
+    # -- other commands (actions and buttons, services.py and button.py) ---------------------
+
+    async def async_send_command(self, command: Command) -> CommandOutcome | None:
+        """Send `command` over the tracker's live session; the device's successful answer.
+
+        The listener settles it only from the session that owns the identity. None: the
+        protocol never answers (GPS103), the command went out. A family without the command
+        or text it cannot carry is the caller's mistake (ServiceValidationError); no session,
+        a refusal or no answer within COMMAND_TIMEOUT is the device's (HomeAssistantError).
+        """
+        link = self.link
+        if link is None:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="not_connected",
+                translation_placeholders={"imei": self.identity},
+            )
+        protocol = PROTOCOL_NAMES[link.protocol]
+        if not supports(link.protocol, command.kind):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="command_unsupported",
+                translation_placeholders={"protocol": protocol, "command": command.kind.value},
+            )
+        try:
+            return await self.hub.listener.send_command(
+                link.identity, command, answer_timeout=COMMAND_TIMEOUT
+            )
+        except NotConnectedError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="not_connected",
+                translation_placeholders={"imei": self.identity},
+            ) from err
+        except CommandEncodeError as err:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="command_invalid",
+                translation_placeholders={"protocol": protocol, "reason": str(err)},
+            ) from err
+        except CommandTimeoutError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="command_no_answer",
+                translation_placeholders={"seconds": f"{COMMAND_TIMEOUT:.0f}"},
+            ) from err
+        except CommandRejectedError as err:
+            unsupported = err.outcome.result is CommandResult.UNSUPPORTED
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key=(
+                    "command_not_supported_by_device" if unsupported else "command_refused"
+                ),
+                translation_placeholders={"reason": err.outcome.text or err.outcome.result.value},
+            ) from err
+
+    async def async_clear_sos(self) -> None:
+        """Turn the SOS alarm off; first answer the device where its protocol acknowledges SOS.
+
+        A connected tracker whose protocol has an acknowledgement must take it (an error keeps
+        the alarm on: the device would keep sending it); otherwise the alarm is cleared here
+        only, which also works while the tracker is away.
+        """
+        link = self.link
+        if link is not None and supports(link.protocol, CommandKind.CLEAR_SOS):
+            await self.async_send_command(Command(kind=CommandKind.CLEAR_SOS))
+        if self._closed or not self.data.alarms[Alarm.SOS].on:
+            return
+        self._clear(Alarm.SOS)
+        LOGGER.info("Tracker %s: SOS cleared", self.identity)
+        self._changed.add(ALARMS)
+        self._notify()
+        self._schedule_save()
 
 
 async def async_remove_saved_state(hass: HomeAssistant, entry_id: str) -> None:

@@ -3,14 +3,16 @@
 The only place that knows several config entries share a port. It owns the `Listener`, counts
 the entries using it (the last one to leave closes the port), routes each message to the entry
 whose identity matches (interfaces.md §3), tells each tracker's coordinator which session its
-commands go over, offers unknown trackers as discovery flows (a bounded number at a time), and
-raises the repair issues: the port cannot be opened, or two live sessions speak for one tracker.
+commands go over, offers unknown trackers as discovery flows (a bounded number at a time), or,
+while a pairing flow watches the port (`pairing.py`), hands them to that flow instead, and raises
+the repair issues: the port cannot be opened, or two live sessions speak for one tracker.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 import errno
@@ -73,7 +75,8 @@ class Hub:
     port: int
     listener: Listener = field(init=False)
     trackers: dict[str, TrackerCoordinator] = field(default_factory=dict)
-    #: config entries using this port, counted from the start of their setup (under the lock)
+    #: config entries (and pairing flows) using this port, counted from the start of their
+    #: setup (under the lock)
     users: set[str] = field(default_factory=set)
     unsubscribe_stop: CALLBACK_TYPE | None = None
     #: configured identity with leading zeros stripped -> configured identity
@@ -94,6 +97,8 @@ class Hub:
     _offered: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
     #: discovery flows asked for, and when, until Home Assistant lists them
     _launched: dict[str, datetime] = field(default_factory=dict)
+    #: pairing flows watching this port: they are told of every unknown tracker that reports
+    _pairing: list[Callable[[Link], None]] = field(default_factory=list)
     _log: RateLimitedLog = field(init=False)
 
     def __post_init__(self) -> None:
@@ -143,6 +148,19 @@ class Hub:
             self._duplicate_issues.pop(configured, None)
         ir.async_delete_issue(self.hass, DOMAIN, duplicate_issue_id(entry_id))
 
+    @callback
+    def watch_unknown(self, watcher: Callable[[Link], None]) -> CALLBACK_TYPE:
+        """Tell `watcher` of each report from an unknown tracker, instead of offering it.
+
+        For a pairing flow: the user is picking a tracker there, so a discovery card for the
+        same tracker would only compete with it. Trackers already connected are told at once.
+        """
+        self._pairing.append(watcher)
+        for link in list(self.listener.links.values()):
+            if self._route(link.identity, link.protocol) is None:
+                watcher(link)
+        return lambda: self._pairing.remove(watcher)
+
     def _route(self, reported: str, protocol: Protocol) -> TrackerCoordinator | None:
         """The configured tracker a reported identity is (interfaces.md §3), in O(1)."""
         configured = self._by_digits.get(reported.lstrip("0"))
@@ -160,7 +178,11 @@ class Hub:
     def _on_messages(self, link: Link, messages: list[Message]) -> None:
         coordinator = self._route(link.identity, link.protocol)
         if coordinator is None:
-            self._offer(link)
+            if self._pairing:
+                for watcher in list(self._pairing):
+                    watcher(link)
+            else:
+                self._offer(link)
             return
         configured = coordinator.identity
         live = self._live.get(configured)
@@ -326,10 +348,14 @@ class Hub:
         )
 
 
-async def async_acquire_hub(hass: HomeAssistant, port: int, entry_id: str) -> Hub:
-    """Return the running hub for `port`, starting its listener for the first entry.
+async def async_acquire_hub(
+    hass: HomeAssistant, port: int, entry_id: str, *, repair: bool = True
+) -> Hub:
+    """Return the running hub for `port`, starting its listener for the first user.
 
-    Raises OSError when the port cannot be opened; a repair issue then tells the user why.
+    `entry_id` names the user: a config entry, or a pairing flow. Raises OSError when the port
+    cannot be opened; a repair issue then tells the user why (unless `repair` is False: a
+    pairing flow says so itself, and no entry needs the port yet).
     """
     hubs = hass.data.setdefault(HUBS, {})
     async with hass.data.setdefault(_LOCK, asyncio.Lock()):
@@ -339,6 +365,8 @@ async def async_acquire_hub(hass: HomeAssistant, port: int, entry_id: str) -> Hu
             try:
                 await hub.listener.start()
             except OSError as err:
+                if not repair:
+                    raise
                 ir.async_create_issue(
                     hass,
                     DOMAIN,

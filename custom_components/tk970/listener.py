@@ -261,8 +261,9 @@ class Listener:
         """Bind TCP and UDP on the port; raises OSError (EADDRINUSE, EACCES ...) on failure."""
         loop = self._loop = asyncio.get_running_loop()
         limits = self.limits
-        soft_before, soft, hard, in_use = raise_open_files_limit(
-            limits.max_connections + limits.fd_headroom
+        # Counting the open files lists /proc/self/fd: file I/O, kept off the event loop.
+        soft_before, soft, hard, in_use = await loop.run_in_executor(
+            None, raise_open_files_limit, limits.max_connections + limits.fd_headroom
         )
         room = soft - in_use - limits.fd_headroom
         self._max_connections = max(1, min(limits.max_connections, max(room, soft // 4)))

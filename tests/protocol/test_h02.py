@@ -468,7 +468,6 @@ def encode(command: Command, **context: Any) -> EncodedCommand:
             b"*HQ,4106011660,S20,010203,1,1#",
         ),
         (Command(kind=CommandKind.RELAY_RESTORE), b"*HQ,4106011660,S20,010203,1,0#"),
-        (Command(kind=CommandKind.LOCATE), b"*HQ,4106011660,S26,010203#"),
         (
             Command(kind=CommandKind.SET_INTERVAL, interval=30),
             b"*HQ,4106011660,S71,010203,22,30#",
@@ -482,7 +481,7 @@ def test_encode_command(command: Command, data: bytes) -> None:
 
 
 def test_commands_use_the_device_maker_code() -> None:
-    assert encode(Command(kind=CommandKind.LOCATE), h02_maker="TH").data.startswith(b"*TH,")
+    assert encode(INTERVAL, h02_maker="TH").data.startswith(b"*TH,")
 
 
 @pytest.mark.parametrize(
@@ -497,6 +496,9 @@ def test_commands_use_the_device_maker_code() -> None:
         Command(kind=CommandKind.RAW, text="*HQ,1,S20"),
         Command(kind=CommandKind.RAW, text=",1,1"),
         Command(kind=CommandKind.RAW, text="S20,é"),
+        # no position request and no SOS acknowledgement in H02 (protocols.md §4.4)
+        Command(kind=CommandKind.LOCATE),
+        Command(kind=CommandKind.CLEAR_SOS),
     ],
 )
 def test_commands_that_cannot_be_encoded(command: Command) -> None:
@@ -506,12 +508,12 @@ def test_commands_that_cannot_be_encoded(command: Command) -> None:
 
 def test_command_needs_the_device_id() -> None:
     with pytest.raises(CommandError):
-        h02.encode_command(Command(kind=CommandKind.LOCATE), Context(now=CMD_NOW))
+        h02.encode_command(INTERVAL, Context(now=CMD_NOW))
 
 
 CUT = Command(kind=CommandKind.RELAY_CUT)
 RESTORE = Command(kind=CommandKind.RELAY_RESTORE)
-LOCATE = Command(kind=CommandKind.LOCATE)
+STATUS_QUERY = Command(kind=CommandKind.RAW, text="S26")
 INTERVAL = Command(kind=CommandKind.SET_INTERVAL, interval=30)
 RAW = Command(kind=CommandKind.RAW, text="SCF,0,0")
 POSITION = b"010203,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFFBFF"
@@ -583,12 +585,12 @@ POSITION_CUT = POSITION.replace(b"FFFFFBFF", b"F7FFFBFF")
         ),
         (CUT, b"*HQ,4106011660,V4,S20#", CommandOutcome(CommandResult.SUCCESS, "S20", True)),
         (
-            LOCATE,
+            STATUS_QUERY,
             b"*HQ,4106011660,LINK,112137,20,8,67,0,0,081116,FFFFFBFF#",
             CommandOutcome(CommandResult.SUCCESS),
         ),
         (
-            LOCATE,
+            STATUS_QUERY,
             b"*HQ,4106011660,V4,S26,010203#",
             CommandOutcome(CommandResult.SUCCESS, "S26"),
         ),
@@ -618,7 +620,7 @@ POSITION_CUT = POSITION.replace(b"FFFFFBFF", b"F7FFFBFF")
         (CUT, b"*HQ,4106011660,V1," + POSITION + b"#", None),
         (CUT, b"*HQ,4106011660,SMS,Cut off OK#", None),
         (CUT, b"*HQ,4106011660,LINK,112137,20,8,67,0,0,081116,FFFFFBFF#", None),
-        (LOCATE, b"*HQ,4106011660,V1," + POSITION + b"#", None),
+        (STATUS_QUERY, b"*HQ,4106011660,V1," + POSITION + b"#", None),
         (INTERVAL, b"*HQ,4106011660,HTBT,100#", None),
     ],
 )

@@ -22,6 +22,7 @@ class CommandKind(StrEnum):
     LOCATE = "locate"  #: report a position now
     SET_INTERVAL = "set_interval"  #: report every `interval` seconds
     RAW = "raw"  #: send `text` as the family's text/SMS command
+    CLEAR_SOS = "clear_sos"  #: acknowledge an SOS alarm, so the device stops repeating it
 
 
 class RelayDialect(StrEnum):
@@ -57,6 +58,26 @@ RELAY_DIALECTS: dict[Protocol, tuple[RelayDialect, ...]] = {
     Protocol.H02: (RelayDialect.H02_S20,),
     Protocol.GPS103: (RelayDialect.GPS103_JK,),
 }
+
+_RELAY = frozenset((CommandKind.RELAY_CUT, CommandKind.RELAY_RESTORE))
+_TEXT = frozenset((CommandKind.SET_INTERVAL, CommandKind.RAW))
+
+#: The commands each family's protocol has. LOCATE only where the device answers with a
+#: position (H02 has no such request: its `S26` status query can still be sent as RAW);
+#: CLEAR_SOS only where the protocol has an SOS acknowledgement (JT808 `0x8203`, GPS103 `E`).
+COMMANDS: dict[Protocol, frozenset[CommandKind]] = {
+    Protocol.JT808: _RELAY | _TEXT | {CommandKind.LOCATE, CommandKind.CLEAR_SOS},
+    Protocol.GT06: _RELAY | _TEXT | {CommandKind.LOCATE},
+    Protocol.H02: _RELAY | _TEXT,
+    Protocol.GPS103: _RELAY | _TEXT | {CommandKind.LOCATE, CommandKind.CLEAR_SOS},
+    Protocol.WATCH: _TEXT | {CommandKind.LOCATE},
+}
+
+
+def supports(protocol: Protocol, kind: CommandKind) -> bool:
+    """Tell whether a family's protocol has the command `kind`."""
+    return kind in COMMANDS.get(protocol, frozenset())
+
 
 #: Default password for the GT06 `DYD` dialect (traccar `gt06.alternative`, vendor default).
 DEFAULT_DYD_PASSWORD = "123456"  # noqa: S105 - a documented factory default, not a secret

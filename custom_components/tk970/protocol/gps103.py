@@ -350,14 +350,18 @@ def encode_command(command: Command, ctx: Context) -> EncodedCommand:
         body = Code.RELAY_CUT if command.kind is CommandKind.RELAY_CUT else Code.RELAY_RESTORE
     elif command.kind is CommandKind.LOCATE:
         body = Code.LOCATE
+    elif command.kind is CommandKind.CLEAR_SOS:
+        body = Code.CONFIRM_SOS
     elif command.kind is CommandKind.SET_INTERVAL:
         if command.interval is None:
             raise CommandError("SET_INTERVAL needs an interval")
         body = f"{Code.INTERVAL},{interval_text(command.interval)}"
-    else:
+    elif command.kind is CommandKind.RAW:
         if not command.text:
             raise CommandError("RAW needs a command text")
         body = command.text
+    else:
+        raise CommandError(f"GPS103 cannot send {command.kind.value}")
     try:
         data = f"**,imei:{ctx.device_id},{body}".encode("ascii")
     except UnicodeEncodeError as err:

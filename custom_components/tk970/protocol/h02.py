@@ -816,13 +816,14 @@ def _command_parts(command: Command) -> tuple[str, tuple[str, ...]]:
         if command.dialect not in (None, RelayDialect.H02_S20):
             raise CommandError(f"H02 devices do not speak the {command.dialect} relay dialect")
         return Code.RELAY, RELAY_PARAMS[kind is CommandKind.RELAY_CUT]
-    if kind is CommandKind.LOCATE:
-        # H02 has no "report a position now"; S26 makes the device answer with a LINK status.
-        return Code.STATUS_QUERY, ()
     if kind is CommandKind.SET_INTERVAL:
         if command.interval is None or command.interval < 1:
             raise CommandError("a report interval of at least one second is required")
         return Code.INTERVAL, (INTERVAL_MODE, str(command.interval))
+    if kind is not CommandKind.RAW:
+        # No "report a position now" (protocols.md §4.4: S26 only brings a LINK status, which
+        # a user can still ask for as RAW `S26`) and no SOS acknowledgement.
+        raise CommandError(f"H02 cannot send {kind.value}")
     text = (command.text or "").strip()
     code, _, params = text.partition(",")
     if not text.isascii() or _RAW_FORBIDDEN.search(text) or not _RAW_CODE.fullmatch(code):

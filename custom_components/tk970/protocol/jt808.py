@@ -87,6 +87,7 @@ class MessageId(IntEnum):
     SET_PARAMETERS = 0x8103  #: set terminal parameters (§3.8), vector 119
     TERMINAL_CONTROL = 0x8105  #: terminal control, one command word (§3.8), vectors 109, 113
     LOCATION_QUERY = 0x8201  #: "locate now", empty body (§3.7), vector 116
+    ALARM_CONFIRM = 0x8203  #: manual alarm confirmation: alarm serial WORD + alarm types DWORD
     TIME_SYNC_RESPONSE = 0x8109  #: UTC year WORD, month, day, hour, minute, second, result
     TEXT = 0x8300  #: text message: flag byte + GBK text = the SMS command set (§3.8), vector 111
     PHOTO = 0x8888  #: a vendor uplink traccar acknowledges like a heartbeat
@@ -1629,6 +1630,9 @@ def settle(ctx: Context, *, final: bool, can_request: bool = True) -> Settled:
 _RELAY_TEXT = {True: b"RELAY,1#", False: b"RELAY,0#"}
 _TEXT_FLAG = b"\x01"
 _MAX_INTERVAL = 0xFFFFFFFF
+#: `0x8203` body: alarm serial 0 (every pending alarm, JT/T 808-2013 §8.20) and the alarm
+#: types confirmed, bit 0 = the emergency (SOS) alarm, the bit it has in the status word.
+_CONFIRM_SOS = b"\x00\x00" + _DWORD.pack(1)
 
 
 def _bcd_now(ctx: Context) -> bytes:
@@ -1672,6 +1676,8 @@ def _command_body(command: Command, ctx: Context) -> tuple[int, bytes]:
         except UnicodeEncodeError as err:
             raise CommandError("RAW text cannot be encoded in GBK") from err
         return MessageId.TEXT, _TEXT_FLAG + text
+    if kind is CommandKind.CLEAR_SOS:
+        return MessageId.ALARM_CONFIRM, _CONFIRM_SOS
     raise CommandError(f"{kind} is not supported by JT808")
 
 
@@ -1694,6 +1700,7 @@ def _answered_id(command: Command) -> str:
     return {
         CommandKind.LOCATE: f"{MessageId.LOCATION_QUERY:04x}",
         CommandKind.SET_INTERVAL: f"{MessageId.SET_PARAMETERS:04x}",
+        CommandKind.CLEAR_SOS: f"{MessageId.ALARM_CONFIRM:04x}",
     }.get(command.kind, f"{MessageId.TEXT:04x}")
 
 

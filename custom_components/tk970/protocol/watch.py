@@ -241,7 +241,9 @@ def _command_content(command: Command) -> str:
         return command.text
     if command.is_relay:
         raise CommandError("the Watch protocol has no relay command")
-    raise CommandError("RAW needs a command text")
+    if command.kind is CommandKind.RAW:
+        raise CommandError("RAW needs a command text")
+    raise CommandError(f"the Watch protocol cannot send {command.kind.value}")
 
 
 def encode_command(command: Command, ctx: Context) -> EncodedCommand:
