@@ -90,6 +90,8 @@ async def _serve_gateway(port: int, broker_port: int, instance: str) -> None:
             "--instance", instance,
             "--max-trackers", "20000",
             "--stats-interval", "0.5",
+            # Fallback positioning as by default (learning), its table in a throw-away folder.
+            "--data-dir", tempfile.mkdtemp(prefix="tk970-bench-gateway-"),
         ]
     )  # fmt: skip
     gateway = Gateway(settings_from(args))

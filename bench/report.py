@@ -46,7 +46,10 @@ from homeassistant.helpers.update_coordinator import (  # noqa: E402
 from homeassistant.util import dt as dt_util  # noqa: E402
 
 from bench.fleet import free_port  # noqa: E402
-from custom_components.tk970 import coordinator as coordinator_module  # noqa: E402
+from custom_components.tk970 import (  # noqa: E402
+    coordinator as coordinator_module,
+    tracking as tracking_module,
+)
 from custom_components.tk970.coordinator import TrackerCoordinator  # noqa: E402
 from custom_components.tk970.entity import TK970Entity  # noqa: E402
 from custom_components.tk970.listener import Link  # noqa: E402
@@ -140,9 +143,9 @@ def old_behaviour(trackers: list[Tracker]) -> Iterator[Callable[[Tracker], None]
     Yields what to call after each report: the coordinator's unconditional update.
     """
     patched_update = TK970Entity._handle_coordinator_update  # noqa: SLF001
-    step = coordinator_module.LAST_SEEN_STEP
+    step = tracking_module.LAST_SEEN_STEP
     TK970Entity._handle_coordinator_update = CoordinatorEntity._handle_coordinator_update  # type: ignore[method-assign]  # noqa: SLF001
-    coordinator_module.LAST_SEEN_STEP = timedelta(0)
+    tracking_module.LAST_SEEN_STEP = timedelta(0)
     for tracker in trackers:
         tracker.coordinator.async_set_updated_data = lambda data: None  # type: ignore[method-assign]
 
@@ -153,7 +156,7 @@ def old_behaviour(trackers: list[Tracker]) -> Iterator[Callable[[Tracker], None]
         yield notify
     finally:
         TK970Entity._handle_coordinator_update = patched_update  # type: ignore[method-assign]  # noqa: SLF001
-        coordinator_module.LAST_SEEN_STEP = step
+        tracking_module.LAST_SEEN_STEP = step
         for tracker in trackers:
             del tracker.coordinator.async_set_updated_data
 

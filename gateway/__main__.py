@@ -13,23 +13,31 @@ import contextlib
 from datetime import timedelta
 import logging
 import os
+from pathlib import Path
 import re
 import signal
 import socket
 import sys
 from urllib.parse import unquote, urlsplit
 
+from custom_components.tk970.const import PROVIDER_NONE
+from custom_components.tk970.positioning import DEFAULT_URLS, ProviderKind
+from custom_components.tk970.positioning.tracker import provider_from
 from custom_components.tk970.protocol import RelayDialect
 
 from . import __version__
 from .app import Gateway, Settings
 from .broker import BrokerSettings
+from .positioning import PositioningSettings
 from .topics import SAFE_SEGMENT, Topics
 
 _LOGGER = logging.getLogger("gateway")
 
 #: Where the broker URL may come from instead of the command line (keeps a password out of `ps`).
 URL_VARIABLE = "TK970_MQTT_URL"
+#: The same for the geolocation provider's key, and the data folder.
+GEOLOCATION_KEY_VARIABLE = "TK970_GEOLOCATION_API_KEY"
+DATA_VARIABLE = "TK970_GATEWAY_DATA"
 
 
 def parse_mqtt_url(url: str) -> BrokerSettings:
@@ -70,6 +78,28 @@ def default_instance() -> str:
     """This host's name, reduced to what topics and discovery ids accept."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32]
     return name or "gateway"
+
+
+def default_data_dir() -> Path:
+    """Where the gateway keeps its files unless told: the environment's word, or beside it."""
+    for variable in (DATA_VARIABLE, "STATE_DIRECTORY"):
+        if value := os.environ.get(variable):
+            return Path(value.split(":")[0])
+    return Path(__file__).resolve().parent.parent / "gateway-data"
+
+
+def positioning_from(args: argparse.Namespace) -> PositioningSettings | None:
+    """Fallback positioning settings; None when every source is off."""
+    provider = provider_from(
+        args.geolocation_provider, args.geolocation_url, args.geolocation_api_key
+    )
+    if args.geolocation_provider != PROVIDER_NONE and provider is None:
+        raise ValueError(f"--geolocation-provider {args.geolocation_provider} needs a token")
+    if args.geolocation_url and urlsplit(args.geolocation_url).scheme not in ("http", "https"):
+        raise ValueError(f"--geolocation-url must be an http(s) URL: {args.geolocation_url!r}")
+    if not args.learn_positions and provider is None:
+        return None
+    return PositioningSettings(args.data_dir, learn=args.learn_positions, provider=provider)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +172,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds between the instance's counters (its gateway device in Home Assistant)",
     )
+    fallback = parser.add_argument_group(
+        "fallback positioning",
+        "positions for reports without a GNSS fix, from the cells and Wi-Fi access points "
+        "they carry",
+    )
+    fallback.add_argument(
+        "--learn-positions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="learn where cells and access points are from the trackers' fixes, and place "
+        "fix-less reports from that (local: nothing leaves the gateway); default: on",
+    )
+    fallback.add_argument(
+        "--geolocation-provider",
+        choices=[PROVIDER_NONE, *(kind.value for kind in ProviderKind)],
+        default=PROVIDER_NONE,
+        help="online service asked when the learned table cannot answer: it receives the cell "
+        "IDs and nearby Wi-Fi MAC addresses, and the gateway's address (default: none)",
+    )
+    fallback.add_argument(
+        "--geolocation-url",
+        help=f"the provider's URL (mls default: {DEFAULT_URLS[ProviderKind.MLS]}; "
+        f"unwiredlabs default: {DEFAULT_URLS[ProviderKind.UNWIREDLABS]})",
+    )
+    fallback.add_argument(
+        "--geolocation-api-key",
+        default=os.environ.get(GEOLOCATION_KEY_VARIABLE),
+        help=f"the provider's key or token (default: ${GEOLOCATION_KEY_VARIABLE})",
+    )
+    fallback.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="folder for the learned table (learned_positions.json); default: "
+        f"${DATA_VARIABLE}, else systemd's $STATE_DIRECTORY, else gateway-data beside the "
+        "gateway",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -180,6 +247,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         relay_dialect=RelayDialect(args.relay_dialect) if args.relay_dialect else None,
         relay_password=args.relay_password,
         stats_interval=args.stats_interval,
+        positioning=positioning_from(args),
     )
 
 

@@ -20,6 +20,7 @@ import logging
 import random
 from typing import Any
 
+from custom_components.tk970.clock import FixTime
 from custom_components.tk970.const import DEFAULT_RELAY_MAX_SPEED, RELAY_TIMEOUT
 from custom_components.tk970.identity import identity_matches
 from custom_components.tk970.listener import (
@@ -30,6 +31,7 @@ from custom_components.tk970.listener import (
     Listener,
     NotConnectedError,
 )
+from custom_components.tk970.positioning import Estimate
 from custom_components.tk970.protocol import (
     Command,
     CommandKind,
@@ -43,7 +45,7 @@ from custom_components.tk970.protocol.commands import DEFAULT_DYD_PASSWORD
 from .broker import Broker, BrokerSettings
 from .discovery import gateway_config, tracker_config
 from .outbox import Outbox, Publication
-from .positioning import FallbackPositioning
+from .positioning import GatewayLocator, Positioning, PositioningSettings
 from .topics import Topics
 from .tracker import Tracker
 
@@ -77,7 +79,8 @@ class Settings:
     #: Home Assistant's birth: republish after a random delay up to this (spreads the load)
     birth_delay: float = 5.0
     stats_interval: float = 60.0
-    positioning: FallbackPositioning | None = None
+    #: fallback positioning (cells and Wi-Fi); None: off
+    positioning: PositioningSettings | None = None
 
 
 @dataclass(slots=True)
@@ -130,11 +133,17 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._broker_task: asyncio.Task[None] | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
+        self.positioning = (
+            Positioning(settings.positioning) if settings.positioning is not None else None
+        )
+        self._locators: dict[str, GatewayLocator] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the tracker port and start connecting to the broker."""
+        if self.positioning is not None:
+            await self.positioning.start()
         await self.listener.start()
         self._broker_task = asyncio.create_task(self.broker.run())
         self._stats_timer = asyncio.get_running_loop().call_later(
@@ -173,8 +182,8 @@ class Gateway:
                     await self._broker_task
             except TimeoutError:
                 self._broker_task.cancel()
-        if self.settings.positioning is not None:
-            await self.settings.positioning.close()
+        if self.positioning is not None:
+            await self.positioning.close()
 
     # -- which tracker a report is ------------------------------------------------------------
 
@@ -234,6 +243,7 @@ class Gateway:
             return False
         oldest = min(idle, key=lambda t: t.last_seen or datetime.min.replace(tzinfo=UTC))
         del self.trackers[oldest.identity]
+        self._locators.pop(oldest.identity, None)
         self._moved.discard(oldest.identity)
         if (timer := self._hold_timers.pop(oldest.identity, None)) is not None:
             timer.cancel()
@@ -253,6 +263,9 @@ class Gateway:
             # of the same tracker is announced with `connected` True, never by dropping the old).
             self._release(tid)
             self._put(Publication(self.topics.availability(tid), b"offline", retain=True))
+            tracker = self.trackers.get(tid)
+            if tracker is not None and tracker.settle_last_seen():
+                self._put_state(tracker)
 
     def _on_messages(self, link: Link, messages: list[Message]) -> bool:
         tid = self._route(link)
@@ -272,9 +285,20 @@ class Gateway:
         elif claim.link is not link:
             claim.link = link
         now = self._clock()
-        applied = tracker.apply(messages, link.identity, now)
-        if self.settings.positioning is not None:
-            self.settings.positioning.handle(tracker, messages, self._position_resolved)
+        locator = self._locator(tracker)
+        jt808_offset = None
+        if link.protocol is Protocol.JT808:
+            # A session that learned nothing yet starts from what earlier sessions learned.
+            context = link.session.context
+            jt808_offset = tracker.rules.session_offset(context.jt808_utc_offset)
+            context.jt808_utc_offset = jt808_offset
+        applied = tracker.apply(
+            messages,
+            link.identity,
+            now,
+            locate=locator.handle if locator is not None else None,
+            jt808_utc_offset=jt808_offset,
+        )
         if applied.device_changed:
             self._put(self._discovery(tracker))
         self._put_state(tracker)
@@ -289,9 +313,26 @@ class Gateway:
         self._arm_hold(tracker)
         return True
 
-    def _position_resolved(self, tracker: Tracker) -> None:
-        """The fallback positioning moved a tracker (after its report was handled)."""
-        if tracker.identity not in self._moved and self.trackers.get(tracker.identity) is tracker:
+    def _locator(self, tracker: Tracker) -> GatewayLocator | None:
+        """The tracker's fallback positioning, if it is on."""
+        if self.positioning is None:
+            return None
+        locator = self._locators.get(tracker.identity)
+        if locator is None:
+
+            def show(estimate: Estimate, fix: FixTime) -> None:
+                self._position_resolved(tracker, estimate, fix)
+
+            locator = self._locators[tracker.identity] = self.positioning.locator(
+                tracker.identity, show
+            )
+        return locator
+
+    def _position_resolved(self, tracker: Tracker, estimate: Estimate, fix: FixTime) -> None:
+        """A fallback position arrived after its report was handled (online provider)."""
+        if tracker.identity in self._moved or self.trackers.get(tracker.identity) is not tracker:
+            return  # another instance holds it now, or it was forgotten
+        if tracker.show_fallback(estimate, fix):
             self._put_state(tracker)
 
     # -- holding trackers ---------------------------------------------------------------------
@@ -495,7 +536,7 @@ class Gateway:
             return "not_connected", None
         if tid in self._relay_busy:
             return "busy", None
-        speed = tracker.values.get("speed")
+        speed = tracker.state.speed_kmh
         limit = self.settings.relay_max_speed
         if engage and limit and isinstance(speed, int | float) and speed > limit:
             return "too_fast", f"{speed:.0f} km/h, limit {limit:g} km/h"

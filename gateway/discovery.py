@@ -18,6 +18,7 @@ from typing import Any
 
 from custom_components.tk970.const import MANUFACTURER
 from custom_components.tk970.protocol import Alarm, Protocol
+from custom_components.tk970.tracking import POSITION_DETAILS
 
 from . import __version__
 from .topics import Topics
@@ -46,7 +47,9 @@ _TRACKER_ATTRIBUTES = (
     "{% if value_json.latitude is defined %}{{ {"
     "'latitude': value_json.latitude, 'longitude': value_json.longitude, "
     "'gps_accuracy': value_json.gps_accuracy, 'position_source': value_json.position_source, "
-    "'fix_time': value_json.fix_time} | tojson }}{% else %}{}{% endif %}"
+    "'fix_time': value_json.fix_time, 'position_method': value_json.get('position_method'), "
+    "'position_provider': value_json.get('position_provider')} | tojson }}"
+    "{% else %}{}{% endif %}"
 )
 
 
@@ -135,6 +138,14 @@ def _sensors() -> list[tuple[str, dict[str, Any]]]:
             "signal", "Signal strength", unit="%", icon="mdi:signal", **measurement, **diagnostic
         ),
         _sensor("last_seen", "Last seen", device_class="timestamp", **diagnostic),
+        _sensor(
+            "position_detail",
+            "Position source",
+            device_class="enum",
+            options=POSITION_DETAILS,
+            icon="mdi:crosshairs-gps",
+            **diagnostic,
+        ),
         _sensor(
             "protocol",
             "Protocol",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 import contextlib
+from datetime import UTC, datetime, timedelta
+import itertools
 import socket
 from typing import Any
 
@@ -84,6 +86,13 @@ def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
     found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
     assert found is not None, f"no {platform} entity with unique ID {unique_id}"
     return found
+
+
+def stepping_clock() -> Callable[[], datetime]:
+    """A simulated device's clock: ten minutes ago, then 10 s later on every report."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    steps = itertools.count()
+    return lambda: start + timedelta(seconds=10 * next(steps))
 
 
 def find_device(hass: HomeAssistant, identity: str = IMEI) -> Any:

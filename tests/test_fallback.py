@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 import gzip
-import itertools
 from pathlib import Path
 import random
 from typing import Any
@@ -36,7 +35,15 @@ from tests.positioning.fake_provider import ANSWER, FakeProvider, serve_provider
 from tests.protocol.helpers import decode_datagram
 from tests.protocol.vectors import load
 
-from .common import IMEI, entity_id, free_port, make_entry, wait_for, wait_for_state
+from .common import (
+    IMEI,
+    entity_id,
+    free_port,
+    make_entry,
+    stepping_clock,
+    wait_for,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -128,13 +135,6 @@ class Tracker:
         before = len(self.seen)
         await self.device.report_without_fix(*where, wifi=wifi)
         await self.processed(before + 1)
-
-
-def stepping_clock() -> Callable[[], datetime]:
-    """Device time: ten minutes ago, then 10 s later on every report."""
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    steps = itertools.count()
-    return lambda: start + timedelta(seconds=10 * next(steps))
 
 
 @pytest.fixture
@@ -256,8 +256,8 @@ async def test_a_fix_of_the_same_age_wins(
     assert paris is not None
     shown = coordinator.data.position_time
     assert shown is not None
-    assert not coordinator._show_fallback(paris, FixTime(shown, False))
-    assert coordinator._show_fallback(paris, FixTime(shown + timedelta(seconds=1), False))
+    assert not coordinator.core.show_fallback(paris, FixTime(shown, False))
+    assert coordinator.core.show_fallback(paris, FixTime(shown + timedelta(seconds=1), False))
 
 
 @pytest.mark.parametrize("protocol", FAMILIES)

@@ -38,6 +38,9 @@ VOTE_SPACING: Final = timedelta(seconds=1)
 #: Learned offsets this close to a whole quarter hour are time zones: snapped to it.
 ZONE_STEP: Final = timedelta(minutes=15)
 ZONE_SNAP: Final = timedelta(minutes=1)
+# Computed once: every report's time goes through these comparisons.
+_HALF_ROLLOVER: Final = ROLLOVER / 2
+_BEHIND_MAX_AHEAD: Final = -MAX_AHEAD
 
 
 class FixTime(NamedTuple):
@@ -50,7 +53,7 @@ class FixTime(NamedTuple):
 
 def unroll(time: datetime, received: datetime) -> datetime:
     """Undo GPS week rollovers: a time more than half a rollover period behind is moved on."""
-    while received - time > ROLLOVER / 2:
+    while received - time > _HALF_ROLLOVER:
         time += ROLLOVER
     return time
 
@@ -76,7 +79,7 @@ class DeviceClock:
         """
         time = unroll(time, received)
         error = received - (time + self.offset)
-        if -MAX_AHEAD <= error <= LIVE_WINDOW:
+        if _BEHIND_MAX_AHEAD <= error <= LIVE_WINDOW:
             self._candidate, self._votes, self._last_vote = None, 0, None
             return False
         candidate = received - time
@@ -102,12 +105,13 @@ class DeviceClock:
         unrolled = unroll(time, received)
         if unrolled is not time:
             self.rolled_over = True
-        corrected = unrolled + self.offset
-        if corrected > received + MAX_AHEAD:
+        offset = self.offset
+        corrected = unrolled + offset if offset else unrolled
+        if corrected - received > MAX_AHEAD:
             return FixTime(received.replace(microsecond=0), True)
         # A few seconds or minutes ahead: a clock slightly fast. Never later than its arrival,
         # so that the next correct report is not "older" than this one.
-        return FixTime(min(corrected, received), False)
+        return FixTime(corrected if corrected < received else received, False)
 
 
 def _snap(offset: timedelta) -> timedelta:

@@ -1,22 +1,22 @@
-"""Per-tracker state: applies decoded messages, keeps alarms and the relay, survives restarts.
+"""Per-tracker state in Home Assistant: the shared tracker rules, entities, timers and storage.
 
 One `TrackerCoordinator` per config entry (per tracker). The hub hands it the messages of one read
-whose identity matches; it folds them into a `TrackerState` that every entity of the device
-renders, and tells the entities only when something they show changed (each entity then writes
-its state only if its own value changed: a parked tracker that keeps reporting writes nothing).
-It is also the one place that sends the relay command and decides what a confirmation means,
-that corrects the device's clock (`clock.DeviceClock`), and that decides when a tracker is
-offline. The state is saved (`store.TrackerStore`) at most `SAVE_DELAY` after a change, so a restart
-or a crash brings back the map position, the relay and the alarm state, and a replayed alarm is
-recognised as one already reported.
+whose identity matches; it folds them in with the tracker rules it shares with the MQTT gateway
+(`tracking.Tracker`: positions, device clocks, alarms, the relay) into a `TrackerState` that every
+entity of the device renders, and tells the entities only when something they show changed (each
+entity then writes its state only if its own value changed: a parked tracker that keeps
+reporting writes nothing). Home Assistant's side is here: the relay command and its errors, the
+alarm hold and offline timers, events, the device registry. The state is saved
+(`store.TrackerStore`) at most `SAVE_DELAY` after a change, so a restart or a crash brings back
+the map position, the relay and the alarm state, and a replayed alarm is recognised as one
+already reported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -26,10 +26,8 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .clock import LIVE_WINDOW, DeviceClock, FixTime
+from .clock import FixTime
 from .const import (
-    ACCURACY_LBS,
-    ACCURACY_WIFI,
     COMMAND_TIMEOUT,
     CONF_ALARM_HOLD,
     CONF_IMEI,
@@ -38,7 +36,6 @@ from .const import (
     CONF_RELAY_MAX_SPEED,
     CONF_RELAY_PASSWORD,
     DEFAULT_ALARM_HOLD,
-    DEFAULT_MODEL,
     DEFAULT_OFFLINE_AFTER,
     DEFAULT_RELAY_MAX_SPEED,
     DIALECT_AUTO,
@@ -47,7 +44,7 @@ from .const import (
     LOGGER,
     RELAY_TIMEOUT,
 )
-from .fallback import GnssPosition, TrackerPositioning, device_estimate
+from .fallback import TrackerPositioning
 from .listener import (
     CommandEncodeError,
     CommandRejectedError,
@@ -55,34 +52,27 @@ from .listener import (
     Link,
     NotConnectedError,
 )
-from .positioning import Estimate, fallback_moves
+from .positioning import Estimate
 from .protocol import (
-    JT808_DEFAULT_OFFSET,
     Alarm,
     Command,
     CommandKind,
     CommandResult,
     Message,
-    MessageType,
-    PositionSource,
     Protocol,
     RelayDialect,
 )
 from .protocol.commands import DEFAULT_DYD_PASSWORD, CommandOutcome, supports
 from .store import async_get_tracker_store
-from .tracking import PROTOCOL_NAMES, gnss_accuracy
+from .tracking import PROTOCOL_NAMES, AlarmState, Tracker, TrackerState
+
+__all__ = ["AlarmState", "TrackerCoordinator", "TrackerState"]
 
 if TYPE_CHECKING:
     from .hub import Hub
 
 type TK970ConfigEntry = ConfigEntry[TrackerCoordinator]
 type AlarmListener = Callable[[Alarm, Message], None]
-
-#: Alarms shown as binary sensors (interfaces.md §3); every alarm also fires an event.
-STATE_ALARMS = (Alarm.SOS, Alarm.VIBRATION)
-#: "Last seen" moves at most this often while a tracker keeps reporting (one recorder row per
-#: step instead of one per report), and takes the exact time once the tracker goes quiet.
-LAST_SEEN_STEP = timedelta(minutes=5)
 
 # What changed, so that only the entities showing it are told (each entity's listener context).
 #: the shown position and what a fix brings along (speed, course, altitude, satellites)
@@ -100,182 +90,6 @@ LAST_SEEN = "last_seen"
 INFO = "info"
 
 
-@dataclass(slots=True)
-class AlarmState:
-    """A state-like alarm (SOS, vibration): whether it is on, and since when.
-
-    Replays are recognised by `TrackerState.last_alarm_events`, for every alarm kind.
-    """
-
-    on: bool = False
-    #: when it came on, in Home Assistant's clock (the hold time counts from here)
-    since: datetime | None = None
-
-
-@dataclass(slots=True)
-class TrackerState:
-    """Everything known about one tracker; what the entities render."""
-
-    protocol: Protocol | None = None
-    reported_id: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    accuracy: int = 0
-    position_source: PositionSource | None = None
-    #: time of the newest accepted fix (device time, corrected), or its arrival when `stamped`
-    position_time: datetime | None = None
-    position_stamped: bool = False
-    speed_kmh: float | None = None
-    course: float | None = None
-    altitude_m: float | None = None
-    satellites: int | None = None
-    ignition: bool | None = None
-    relay: bool | None = None
-    charging: bool | None = None
-    battery_percent: float | None = None
-    battery_voltage: float | None = None
-    power_voltage: float | None = None
-    gsm_signal: int | None = None
-    odometer_km: float | None = None
-    #: what "Last seen" shows: within LAST_SEEN_STEP of the last message, exact once quiet
-    last_seen: datetime | None = None
-    #: when the last message arrived (not saved: `last_seen` stands in for it after a restart)
-    last_heard: datetime | None = None
-    #: heard from within the offline time (live values are unavailable otherwise)
-    online: bool = False
-    connected: bool = False
-    transport: str | None = None
-    address: str | None = None
-    #: learned correction of the device's clock (`clock.DeviceClock.offset`)
-    clock_offset: timedelta = timedelta(0)
-    #: the JT808 session's learned clock offset, seeded into each new session of this tracker
-    jt808_utc_offset: timedelta | None = None
-    alarms: dict[Alarm, AlarmState] = field(
-        default_factory=lambda: {alarm: AlarmState() for alarm in STATE_ALARMS}
-    )
-    #: device time of the newest event per alarm kind, so a replay does not fire again
-    last_alarm_events: dict[Alarm, datetime] = field(default_factory=dict)
-    last_alarm: Alarm | None = None
-    info: dict[str, str] = field(default_factory=dict)
-    #: how the shown position was found when it is not a GNSS fix (cells or Wi-Fi)
-    fallback: Estimate | None = None
-    #: the last GNSS fix: a fallback never replaces it when it lies inside the fallback's circle
-    last_gnss: GnssPosition | None = None
-
-    def as_store(self) -> dict[str, Any]:
-        """JSON-safe snapshot for the Store (connection facts are not kept)."""
-        data: dict[str, Any] = {key: getattr(self, key) for key in _STORED_VALUES}
-        data.update(
-            protocol=_value(self.protocol),
-            position_source=_value(self.position_source),
-            position_time=_iso(self.position_time),
-            position_stamped=self.position_stamped,
-            last_seen=_iso(self.last_seen),
-            last_alarm=_value(self.last_alarm),
-            clock_offset=self.clock_offset.total_seconds(),
-            jt808_utc_offset=(
-                None if self.jt808_utc_offset is None else self.jt808_utc_offset.total_seconds()
-            ),
-            info=dict(self.info),
-            alarms={
-                alarm.value: {"on": state.on, "since": _iso(state.since)}
-                for alarm, state in self.alarms.items()
-            },
-            last_alarm_events={a.value: t.isoformat() for a, t in self.last_alarm_events.items()},
-            fallback=self.fallback.as_dict() if self.fallback else None,
-            last_gnss=self.last_gnss.as_dict() if self.last_gnss else None,
-        )
-        return data
-
-    @classmethod
-    def from_store(cls, data: dict[str, Any]) -> TrackerState:
-        """Rebuild from `as_store` output; unknown or malformed values are dropped."""
-        state = cls()
-        for key, kinds in _STORED_VALUES.items():
-            value = data.get(key)
-            if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
-                setattr(state, key, value)
-        state.info = {str(k): str(v) for k, v in (data.get("info") or {}).items()}
-        state.protocol = _enum(Protocol, data.get("protocol"))
-        state.position_source = _enum(PositionSource, data.get("position_source"))
-        state.last_alarm = _enum(Alarm, data.get("last_alarm"))
-        state.position_time = _parse(data.get("position_time"))
-        state.position_stamped = data.get("position_stamped") is True
-        state.last_seen = _parse(data.get("last_seen"))
-        state.clock_offset = _seconds(data.get("clock_offset")) or timedelta(0)
-        state.jt808_utc_offset = _seconds(data.get("jt808_utc_offset"))
-        state.fallback = Estimate.from_dict(data.get("fallback"))
-        state.last_gnss = GnssPosition.from_dict(data.get("last_gnss"))
-        for name, saved in (data.get("alarms") or {}).items():
-            alarm = _enum(Alarm, name)
-            if alarm in state.alarms and isinstance(saved, dict):
-                state.alarms[alarm] = AlarmState(
-                    bool(saved.get("on")),
-                    _parse(saved.get("since")),
-                )
-        for name, stamp in (data.get("last_alarm_events") or {}).items():
-            alarm, when = _enum(Alarm, name), _parse(stamp)
-            if alarm is not None and when is not None:
-                state.last_alarm_events[alarm] = when
-        return state
-
-
-#: Saved values restored as they are, with the types they may have.
-_STORED_VALUES: dict[str, tuple[type, ...]] = {
-    "reported_id": (str,),
-    "latitude": (int, float),
-    "longitude": (int, float),
-    "accuracy": (int,),
-    "speed_kmh": (int, float),
-    "course": (int, float),
-    "altitude_m": (int, float),
-    "satellites": (int,),
-    "ignition": (bool,),
-    "relay": (bool,),
-    "charging": (bool,),
-    "battery_percent": (int, float),
-    "battery_voltage": (int, float),
-    "power_voltage": (int, float),
-    "odometer_km": (int, float),
-    "gsm_signal": (int,),
-}
-#: Values a status report sets as they are (a buffered record says nothing about now).
-_STATUS_VALUES = (
-    "ignition", "charging", "battery_percent", "battery_voltage", "power_voltage", "gsm_signal",
-    "odometer_km",
-)  # fmt: skip
-#: Values a fix brings along; a fallback (LBS, Wi-Fi) position keeps the last ones, so that the
-#: relay's speed guard never reads "unknown" as "stopped".
-_MOTION_VALUES = ("speed_kmh", "course", "altitude_m", "satellites")
-#: Accuracy shown for a position the tracker computed itself from cells or Wi-Fi.
-_DEVICE_ACCURACY = {PositionSource.LBS: ACCURACY_LBS, PositionSource.WIFI: ACCURACY_WIFI}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _value(value: Protocol | PositionSource | Alarm | None) -> str | None:
-    return value.value if value is not None else None
-
-
-def _parse(value: object) -> datetime | None:
-    return dt_util.parse_datetime(value) if isinstance(value, str) else None
-
-
-def _seconds(value: object) -> timedelta | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    return None
-
-
-def _enum[E: (Protocol, PositionSource, Alarm)](kind: type[E], value: object) -> E | None:
-    try:
-        return kind(str(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     """Fold one tracker's messages into its state; send its relay commands."""
 
@@ -287,20 +101,18 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         self.identity: str = entry.data[CONF_IMEI]
         self.hub = hub
         self.link: Link | None = None
-        self.data = TrackerState()
-        self.clock = DeviceClock()
+        #: the tracker rules, shared with the MQTT gateway; `data` is its state
+        self.core = Tracker(self.identity, hold=self.hold_time)
+        self.data = self.core.state
         self._store = async_get_tracker_store(hass)
         self._hold_timers: dict[Alarm, CALLBACK_TYPE] = {}
         self._offline_timer: CALLBACK_TYPE | None = None
         #: set at shutdown: nothing is applied, shown or saved any more (a removed entry's file
         #: must not come back when a relay command still pending answers)
         self._closed = False
-        self._rollover_logged = False
         #: what changed since the entities were last told (see `async_update_listeners`)
         self._changed: set[str] = set()
         self._relay_busy = False
-        #: how many reports stated the relay (a command's answer must not overwrite a newer one)
-        self._relay_reports = 0
         self._alarm_listeners: list[AlarmListener] = []
         #: fallback positioning (cells, Wi-Fi), attached at setup (`fallback.py`)
         self.positioning: TrackerPositioning[FixTime] | None = None
@@ -311,17 +123,17 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         """Load the saved state, re-arm the alarm hold and offline timers."""
         saved = await self._store.async_load(self.config_entry.entry_id)
         if saved:
-            self.data = TrackerState.from_store(saved)
+            self.core = Tracker(self.identity, TrackerState.from_store(saved), hold=self.hold_time)
+            self.data = self.core.state
         state = self.data
-        self.clock.offset = state.clock_offset
         now = dt_util.utcnow()
         state.last_heard = state.last_seen
         if state.last_seen is not None and now - state.last_seen < self.offline_after:
             state.online = True
             self._arm_offline_timer((state.last_seen + self.offline_after - now).total_seconds())
-        for alarm, alarm_state in state.alarms.items():
-            if alarm_state.on:
-                self._arm_hold(alarm, alarm_state, now)
+        for alarm, tracked in self.data.alarms.items():
+            if tracked.on:
+                self._arm_hold(alarm, now)
 
     async def _async_update_data(self) -> TrackerState:
         """Nothing to fetch: the tracker pushes (an entity update request just re-renders)."""
@@ -331,9 +143,10 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     def async_options_updated(self) -> None:
         """Apply new hold and offline times at once (other options are read when used)."""
         now = dt_util.utcnow()
-        for alarm, state in self.data.alarms.items():
-            if state.on:
-                self._arm_hold(alarm, state, now)
+        self.core.hold = self.hold_time
+        for alarm, tracked in self.data.alarms.items():
+            if tracked.on:
+                self._arm_hold(alarm, now)
         if self.data.online:
             self._arm_offline_timer(0)  # checks against the new time, re-arms if still online
 
@@ -364,10 +177,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
     @property
     def model(self) -> str:
         """The model to show: the device's own word where it gave one, with the protocol."""
-        model = self.data.info.get("model") or DEFAULT_MODEL
-        if self.data.protocol is not None:
-            return f"{model} ({PROTOCOL_NAMES[self.data.protocol]})"
-        return model
+        return self.data.model
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -379,14 +189,9 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
     # -- online and offline -----------------------------------------------------------------
 
-    def _heard(self, now: datetime) -> None:
-        """A message arrived: last seen, back online."""
+    def _heard(self) -> None:
+        """A message arrived (the rules noted it): back online."""
         state = self.data
-        state.last_heard = now
-        shown = state.last_seen
-        if shown is None or now - shown >= LAST_SEEN_STEP or now < shown:
-            state.last_seen = now
-            self._changed.add(LAST_SEEN)
         if not state.online:
             state.online = True
             self._changed.add(ONLINE)
@@ -422,9 +227,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
     def _settle_last_seen(self) -> None:
         """The tracker went quiet: "Last seen" takes the exact time of its last message."""
-        state = self.data
-        if state.last_heard is not None and state.last_seen != state.last_heard:
-            state.last_seen = state.last_heard
+        if self.core.settle_last_seen():
             self._changed.add(LAST_SEEN)
             self._schedule_save()
 
@@ -481,14 +284,9 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         state.transport = link.transport
         state.address = link.host
         state.reported_id = link.identity
-        context = link.session.context
-        if (
-            link.protocol is Protocol.JT808
-            and state.jt808_utc_offset is not None
-            and context.jt808_utc_offset == JT808_DEFAULT_OFFSET
-        ):
-            # A session that learned nothing yet starts from what earlier sessions learned.
-            context.jt808_utc_offset = state.jt808_utc_offset
+        if link.protocol is Protocol.JT808:
+            context = link.session.context
+            context.jt808_utc_offset = self.core.session_offset(context.jt808_utc_offset)
 
     @callback
     def async_handle_messages(self, link: Link, messages: list[Message]) -> None:
@@ -511,169 +309,41 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 "Tracker %s connected from %s over %s", self.identity, link.host, link.transport
             )
         now = dt_util.utcnow()
-        self._heard(now)
-        save = self._learn_clock(link, messages, now)
-        events: list[tuple[Alarm, Message]] = []
-        for message in messages:
-            fix = self.clock.correct(message.time, now)
-            if self._apply_info(message):
-                changed.add(INFO)
-            if self._apply_values(message):
-                changed.add(STATUS)
-            if self._apply_position(message, fix):
-                changed.add(POSITION)
-            if self._apply_alarms(message, fix, now, events):
-                changed.add(ALARMS)
-        if changed or save:
+        applied = self.core.apply(
+            messages,
+            now,
+            locate=self.positioning.handle if self.positioning is not None else None,
+            jt808_utc_offset=(
+                link.session.context.jt808_utc_offset if link.protocol is Protocol.JT808 else None
+            ),
+        )
+        self._heard()
+        # What the rules changed, for the entities that show it.
+        if applied.last_seen:
+            changed.add(LAST_SEEN)
+        if applied.info:
+            changed.add(INFO)
+            self._update_device()
+        if applied.status:
+            changed.add(STATUS)
+        if applied.position:
+            changed.add(POSITION)
+        if applied.alarms:
+            changed.add(ALARMS)
+        for alarm in applied.cleared:
+            self._clear(alarm)
+        for alarm in applied.latched:  # on again counts too: its hold time starts again
+            self._arm_hold(alarm, now)
+        if changed or applied.learned:
             self._schedule_save()
         self._notify()
-        for alarm, message in events:
+        for alarm, message in applied.events:
             self._fire(alarm, message)
 
-    def _learn_clock(self, link: Link, messages: list[Message], now: datetime) -> bool:
-        """Learn the device clock's error from this read; True when there is more to save."""
-        state = self.data
-        learned = False
-        for message in reversed(messages):
-            if message.time is not None and not message.historical:
-                if self.clock.observe(message.time, now):
-                    LOGGER.info(
-                        "Tracker %s: its clock is %s off; its times are corrected",
-                        self.identity,
-                        self.clock.offset,
-                    )
-                    state.clock_offset = self.clock.offset
-                    learned = True
-                break
-        if self.clock.rolled_over and not self._rollover_logged:
-            self._rollover_logged = True
-            LOGGER.info(
-                "Tracker %s reports dates 1024 weeks back (GPS week rollover); corrected",
-                self.identity,
-            )
-        if link.protocol is Protocol.JT808:
-            offset = link.session.context.jt808_utc_offset
-            kept = state.jt808_utc_offset
-            if offset != (JT808_DEFAULT_OFFSET if kept is None else kept):
-                state.jt808_utc_offset = offset
-                learned = True
-        return learned
-
-    def _apply_info(self, message: Message) -> bool:
-        state = self.data
-        changed = state.protocol is not message.protocol
-        state.protocol = message.protocol
-        for key, value in message.info:
-            if state.info.get(key) != value:
-                state.info[key] = value
-                changed = True
-        if changed:
-            self._update_device()
-        return changed
-
-    def _apply_values(self, message: Message) -> bool:
-        state = self.data
-        if message.historical:
-            return False  # a late record says nothing about the device's state now
-        changed = False
-        for name in _STATUS_VALUES:
-            value = getattr(message, name)
-            if value is not None and value != getattr(state, name):
-                setattr(state, name, value)
-                changed = True
-        if message.relay is not None:
-            self._relay_reports += 1
-            if message.relay != state.relay:
-                state.relay = message.relay
-                changed = True
-        return changed
-
-    def _apply_position(self, message: Message, fix: FixTime) -> bool:
-        """Move the tracker for a usable fix that is not a late one; True when it moved.
-
-        The one place that decides the position shown: invalid fixes never move it, and a fix
-        older than the one shown is a late upload that never moves it back. A fix stamped on
-        arrival and one with the device's time are compared with `LIVE_WINDOW` of slack, since
-        they come from different clocks (a timed report just behind an untimed one is live).
-        """
-        state = self.data
-        changed = self._apply_fallback(message, fix)
-        latitude, longitude = message.latitude, message.longitude
-        if latitude is None or longitude is None:
-            return changed
-        source = message.position_source or PositionSource.GNSS
-        usable = message.valid is True and source is PositionSource.GNSS
-        if not usable or (latitude == 0 and longitude == 0):
-            return changed
-        if self._is_late(fix, message.historical):
-            LOGGER.debug("Tracker %s: ignoring a fix older than the one shown", self.identity)
-            return changed
-        state.position_time = fix.time
-        state.position_stamped = fix.stamped
-        accuracy = gnss_accuracy(message)
-        changed |= (latitude, longitude, accuracy, source) != (
-            state.latitude, state.longitude, state.accuracy, state.position_source,
-        )  # fmt: skip
-        state.latitude = latitude
-        state.longitude = longitude
-        state.accuracy = accuracy
-        state.position_source = source
-        state.fallback = None
-        state.last_gnss = GnssPosition(latitude, longitude, accuracy, fix.time)
-        for name in _MOTION_VALUES:
-            value = getattr(message, name)
-            if value is not None and value != getattr(state, name):
-                setattr(state, name, value)
-                changed = True
-        return changed
-
-    def _apply_alarms(
-        self, message: Message, fix: FixTime, now: datetime, events: list[tuple[Alarm, Message]]
-    ) -> bool:
-        """Update SOS/vibration, add the alarms to report as events; True when either changed."""
-        if not message.alarms and not message.alarm_states:
-            return False
-        state = self.data
-        # A replay carries the very time the device gave the alarm first; an arrival stamp
-        # stands in where the device gave none, or one that cannot be right.
-        when = message.time if message.time is not None and not fix.stamped else fix.time
-        changed = False
-        for alarm in message.alarms:
-            last = state.last_alarm_events.get(alarm)
-            tracked = state.alarms.get(alarm)
-            if last is not None and (when == last or (message.historical and when < last)):
-                continue  # a replay of an alarm already reported (buffered upload, restart)
-            state.last_alarm_events[alarm] = when
-            changed = True
-            if (
-                tracked is not None
-                and tracked.on
-                and alarm in message.alarm_states
-                and message.type is not MessageType.ALARM
-            ):
-                # A routine report whose status word still shows the alarm: the same one. An
-                # alarm frame always counts: missing a second SOS is worse than one too many.
-                continue
-            events.append((alarm, message))
-            state.last_alarm = alarm
-        for alarm, tracked in state.alarms.items():
-            if alarm in message.alarms:
-                if message.historical and fix.time + self.hold_time < now:
-                    continue  # an old alarm from the device's buffer: reported, not current
-                changed |= not tracked.on
-                tracked.on = True
-                tracked.since = now
-                self._arm_hold(alarm, tracked, now)
-            elif alarm in message.alarm_states and not message.historical and tracked.on:
-                self._clear(alarm)
-                changed = True
-        return changed
-
-    def _arm_hold(self, alarm: Alarm, tracked: AlarmState, now: datetime) -> None:
+    def _arm_hold(self, alarm: Alarm, now: datetime) -> None:
         if (cancel := self._hold_timers.pop(alarm, None)) is not None:
             cancel()
-        since = tracked.since or now
-        remaining = (since + self.hold_time - now).total_seconds()
+        end = self.core.hold_ends().get(alarm, now + self.hold_time)
 
         @callback
         def _expired(_now: datetime) -> None:
@@ -683,11 +353,13 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             self._notify()
             self._schedule_save()
 
-        self._hold_timers[alarm] = async_call_later(self.hass, max(0.0, remaining), _expired)
+        self._hold_timers[alarm] = async_call_later(
+            self.hass, max(0.0, (end - now).total_seconds()), _expired
+        )
 
     def _clear(self, alarm: Alarm) -> None:
-        tracked = self.data.alarms[alarm]
-        tracked.on = False
+        """Turn the alarm off (if it is not already) and stop its hold timer."""
+        self.core.clear_alarm(alarm)
         if (cancel := self._hold_timers.pop(alarm, None)) is not None:
             cancel()
 
@@ -731,73 +403,10 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
 
     # -- fallback positioning (cells and Wi-Fi, fallback.py) ---------------------------------
 
-    def _apply_fallback(self, message: Message, fix: FixTime) -> bool:
-        """Learn from a fix's cells and Wi-Fi, or place a report without a fix; True when the
-        shown position changed.
-
-        The learned table answers at once; the cell database and the online provider answer
-        later, through `async_show_fallback`. A position the tracker computed itself from
-        cells or Wi-Fi goes through the same rule.
-        """
-        if self.positioning is None:
-            return False
-        estimate = self.positioning.handle(message, fix, fix_accuracy=gnss_accuracy(message))
-        source = message.position_source
-        if estimate is None and source is not None and source in _DEVICE_ACCURACY:
-            estimate = device_estimate(message, _DEVICE_ACCURACY[source])
-        return estimate is not None and self._show_fallback(estimate, fix, message.historical)
-
-    def _is_late(self, fix: FixTime, historical: bool) -> bool:
-        """Whether a position at `fix` is older than the one shown (a late upload).
-
-        A fix stamped on arrival and one with the device's time are compared with
-        `LIVE_WINDOW` of slack, since they come from different clocks.
-        """
-        state = self.data
-        shown = state.position_time
-        if shown is None:
-            return False
-        floor = shown
-        if (fix.stamped or state.position_stamped) and not historical:
-            floor = shown - LIVE_WINDOW
-        return fix.time < floor
-
-    def _show_fallback(self, estimate: Estimate, fix: FixTime, historical: bool = False) -> bool:
-        """Show a cell or Wi-Fi position if it is news and does not make the map worse.
-
-        A GNSS fix of the same age wins. When the last GNSS fix lies inside the estimate's
-        circle, the GNSS position stays (or comes back): it is the better estimate of a
-        tracker that has not gone anywhere. Speed and course stay as the last fix left them
-        (the relay's speed guard must not read "unknown" as "stopped").
-        """
-        state = self.data
-        if self._is_late(fix, historical) or (
-            fix.time == state.position_time and state.position_source is PositionSource.GNSS
-        ):
-            return False
-        gnss = state.last_gnss
-        if gnss is not None and not fallback_moves(estimate, gnss.latitude, gnss.longitude):
-            if state.position_source is PositionSource.GNSS:
-                return False
-            state.latitude, state.longitude, state.accuracy = (
-                gnss.latitude, gnss.longitude, gnss.accuracy,
-            )  # fmt: skip
-            state.position_source = PositionSource.GNSS
-            state.fallback = None
-        else:
-            state.latitude = estimate.latitude
-            state.longitude = estimate.longitude
-            state.accuracy = estimate.accuracy
-            state.position_source = PositionSource(estimate.kind.value)
-            state.fallback = estimate
-        state.position_time = fix.time
-        state.position_stamped = fix.stamped
-        return True
-
     @callback
     def async_show_fallback(self, estimate: Estimate, fix: FixTime) -> None:
         """A fallback resolved in the background (cell database, online provider)."""
-        if not self._closed and self._show_fallback(estimate, fix):
+        if not self._closed and self.core.show_fallback(estimate, fix):
             self._changed.add(POSITION)
             self._notify()
             self._schedule_save()
@@ -831,7 +440,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             password=options.get(CONF_RELAY_PASSWORD) or DEFAULT_DYD_PASSWORD,
         )
         self._relay_busy = True
-        reports_before = self._relay_reports
+        reports_before = self.core.relay_reports
         try:
             outcome = await self.hub.listener.send_command(
                 link.identity, command, answer_timeout=RELAY_TIMEOUT
@@ -876,9 +485,10 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 translation_key="relay_unconfirmable",
                 translation_placeholders={"protocol": PROTOCOL_NAMES[link.protocol]},
             )
-        if self._relay_reports == reports_before:
-            # Nothing newer than this answer stated the relay: the answer is the state.
-            state.relay = outcome.relay if outcome.relay is not None else engage
+        # Unless something newer than this answer stated the relay, the answer is the state.
+        self.core.relay_confirmed(
+            outcome.relay if outcome.relay is not None else engage, reports_before
+        )
         LOGGER.info(
             "Tracker %s: relay %s (confirmed)", self.identity, "cut" if engage else "restored"
         )

@@ -5,21 +5,21 @@ The engine (`positioning/`) knows nothing of Home Assistant; this module plugs i
 * `Positioning`, one per Home Assistant while any tracker is set up: the learned table saved
   with a `Store` (at most `SAVE_DELAY` after a change, and at the final write), the imported
   cell database in `.storage`, and online lookups on Home Assistant's shared HTTP session.
-* `TrackerPositioning`, one per tracker (its coordinator owns it): reads the tracker's options
-  where they are used, so a change applies at once; learns from the tracker's fixes; resolves
-  its reports without a fix, from the learned table at once and from the database and the
-  provider in a background task of the entry (report handling never waits for a file or the
-  network); raises one repair issue per tracker when the provider rejects the key or its quota
-  is spent, and removes it once the provider answers again or the options change.
+* `TrackerPositioning`, one per tracker (its coordinator owns it), the engine's per-tracker
+  `positioning.tracker.TrackerLocator` (shared with the MQTT gateway: learns from the
+  tracker's fixes; resolves its reports without a fix from the learned table at once, from the
+  database and the provider in the background) with Home Assistant's parts: the tracker's
+  options read where they are used, so a change applies at once; the entry's background task;
+  one repair issue per tracker when the provider rejects the key or its quota is spent,
+  removed once the provider answers again or the options change.
 
-The coordinator decides whether an estimate may be shown (`positioning.fallback_moves`).
+The tracker rules decide whether an estimate may be shown (`tracking.Tracker.show_fallback`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,10 +59,7 @@ from .positioning import (
     DEFAULT_URLS,
     CellDatabase,
     Estimate,
-    Kind,
     LearnedTable,
-    Method,
-    Observation,
     OnlineLookup,
     Outcome,
     Problem,
@@ -70,11 +67,9 @@ from .positioning import (
     ProviderKind,
     Resolution,
     Resolver,
-    has_fix,
-    observe,
 )
 from .positioning.learned import snapshot_data
-from .protocol import Message, PositionSource
+from .positioning.tracker import TrackerLocator, provider_from
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -89,43 +84,6 @@ DATABASE_FILE = f"{DOMAIN}.cells.sqlite3"
 DATA_POSITIONING: HassKey[Positioning] = HassKey(f"{DOMAIN}_positioning")
 DATA_DATABASE: HassKey[CellDatabase] = HassKey(f"{DOMAIN}_cell_database")
 _LOCK: HassKey[asyncio.Lock] = HassKey(f"{DOMAIN}_positioning_lock")
-
-#: States of the position source sensor: what the shown position came from, and who made it.
-POSITION_DETAILS = [
-    "gnss",
-    "lbs_device",
-    "wifi_device",
-    "lbs_learned",
-    "wifi_learned",
-    "lbs_imported",
-    "lbs_online",
-    "wifi_online",
-]
-
-
-def position_detail(source: PositionSource | None, fallback: Estimate | None) -> str | None:
-    """The position source sensor's state: `gnss`, or the fallback's radio and method."""
-    if source is None:
-        return None
-    if source is PositionSource.GNSS or fallback is None:
-        return "gnss" if source is PositionSource.GNSS else f"{source.value}_device"
-    return f"{fallback.kind.value}_{fallback.method.value}"
-
-
-def device_estimate(message: Message, accuracy: int) -> Estimate | None:
-    """A position the tracker computed itself from cells or Wi-Fi, as an estimate."""
-    source = message.position_source
-    if source not in (PositionSource.LBS, PositionSource.WIFI):
-        return None
-    if message.latitude is None or message.longitude is None:
-        return None
-    return Estimate(
-        latitude=message.latitude,
-        longitude=message.longitude,
-        accuracy=accuracy,
-        kind=Kind(source.value),
-        method=Method.DEVICE,
-    )
 
 
 def database_path(hass: HomeAssistant) -> Path:
@@ -143,17 +101,12 @@ def async_get_database(hass: HomeAssistant) -> CellDatabase:
 
 
 def provider_config(options: Mapping[str, Any]) -> ProviderConfig | None:
-    """The online provider a tracker's options choose, or None (none, or no token for one)."""
-    choice = options.get(CONF_GEOLOCATION_PROVIDER, PROVIDER_NONE)
-    try:
-        kind = ProviderKind(choice)
-    except ValueError:
-        return None
-    url = str(options.get(CONF_GEOLOCATION_URL) or "").strip() or DEFAULT_URLS[kind]
-    key = str(options.get(CONF_GEOLOCATION_API_KEY) or "").strip() or None
-    if kind is ProviderKind.UNWIREDLABS and key is None:
-        return None  # Unwired Labs answers nothing without a token
-    return ProviderConfig(kind, url, key)
+    """The online provider a tracker's options choose, or None."""
+    return provider_from(
+        options.get(CONF_GEOLOCATION_PROVIDER, PROVIDER_NONE),
+        options.get(CONF_GEOLOCATION_URL),
+        options.get(CONF_GEOLOCATION_API_KEY),
+    )
 
 
 class Positioning:
@@ -264,18 +217,12 @@ async def async_remove_positioning_data(hass: HomeAssistant) -> None:
         LOGGER.info("Removed the imported cell database with the last tracker")
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending[W]:
-    observation: Observation
-    when: W
-    online: bool
+class TrackerPositioning[W](TrackerLocator[W]):
+    """One tracker's fallback positioning in Home Assistant; `W` is how its coordinator orders
+    reports in time.
 
-
-class TrackerPositioning[W]:
-    """One tracker's fallback positioning; `W` is how its coordinator orders reports in time.
-
-    `show(estimate, when)` is the coordinator's: it decides whether the estimate is newer
-    than what is shown and whether it may replace the last GNSS position.
+    Its options are the entry's, read where they are used; its background task is the entry's;
+    a provider that rejects the key or whose quota is spent raises one repair issue.
     """
 
     def __init__(
@@ -286,13 +233,10 @@ class TrackerPositioning[W]:
         show: Callable[[Estimate, W], None],
     ) -> None:
         """Attach to the shared engine."""
+        super().__init__(shared.resolver, entry.entry_id, show)
         self.hass = hass
         self.entry = entry
         self.shared = shared
-        self.show = show
-        self.tracker = entry.entry_id
-        self._pending: _Pending[W] | None = None
-        self._task: asyncio.Task[None] | None = None
         self._issue: Problem | None = None
 
     @property
@@ -305,64 +249,17 @@ class TrackerPositioning[W]:
         """The online provider the options choose."""
         return provider_config(self.entry.options)
 
-    @callback
-    def handle(self, message: Message, when: W, *, fix_accuracy: int) -> Estimate | None:
-        """Learn from a report's fix, or resolve a report without one.
+    def now(self) -> int:
+        """Home Assistant's time."""
+        return int(dt_util.utcnow().timestamp())
 
-        Returns the learned table's estimate at once; the database and the provider answer
-        later, through `show`.
-        """
-        if not message.cells and not message.wifi:
-            return None
-        observation = observe(message.cells, message.wifi)
-        if not observation:
-            return None
-        learn = self.learn
-        if has_fix(message):
-            latitude, longitude = message.latitude, message.longitude
-            if learn and latitude is not None and longitude is not None:
-                self.shared.resolver.learn(
-                    observation,
-                    latitude=latitude,
-                    longitude=longitude,
-                    accuracy_m=fix_accuracy,
-                    speed_kmh=message.speed_kmh,
-                    now=_now(),
-                )
-            return None
-        if learn:
-            estimate = self.shared.resolver.resolve_learned(observation, now=_now())
-            if estimate is not None:
-                return estimate
-        # A late record from the device's buffer is not worth an online request: its
-        # position would only be shown if nothing newer was, and a newer report is coming.
-        online = not message.historical and self.provider is not None
-        if not online and not self.shared.database.maybe_present:
-            return None  # nobody else to ask
-        self._pending = _Pending(observation, when, online=online)
-        if self._task is None or self._task.done():
-            self._task = self.entry.async_create_background_task(
-                self.hass, self._async_resolve_pending(), f"{DOMAIN} fallback {self.tracker}"
-            )
-        return None
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A background task of the entry (cancelled when it unloads)."""
+        return self.entry.async_create_background_task(
+            self.hass, coro, f"{DOMAIN} fallback {self.tracker}"
+        )
 
-    async def _async_resolve_pending(self) -> None:
-        """Resolve the newest report waiting (older ones are superseded), until none is left."""
-        while (pending := self._pending) is not None:
-            self._pending = None
-            provider = self.provider if pending.online else None
-            try:
-                resolution = await self.shared.resolver.resolve_remote(
-                    pending.observation, tracker=self.tracker, provider=provider
-                )
-            except Exception:  # noqa: BLE001 - a bug here must not end fallback positioning
-                LOGGER.exception("Fallback positioning failed for %s", self.entry.title)
-                continue
-            self._follow_provider(provider, resolution)
-            if resolution.estimate is not None:
-                self.show(resolution.estimate, pending.when)
-
-    def _follow_provider(self, provider: ProviderConfig | None, resolution: Resolution) -> None:
+    def follow_provider(self, provider: ProviderConfig | None, resolution: Resolution) -> None:
         """Raise a repair issue when the user must act; remove it when the provider answers."""
         result = resolution.online
         if provider is None or result is None:
@@ -395,10 +292,7 @@ class TrackerPositioning[W]:
 
     async def async_shutdown(self) -> None:
         """Stop resolving (the entry is unloading)."""
-        self._pending = None
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.shutdown()
 
 
 def issue_id(problem: Problem, entry_id: str) -> str:
@@ -467,37 +361,3 @@ def validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     elif choice == ProviderKind.UNWIREDLABS:
         errors[CONF_GEOLOCATION_API_KEY] = "token_required"
     return data, errors
-
-
-@dataclass(frozen=True, slots=True)
-class GnssPosition:
-    """The last GNSS fix, kept while a fallback is shown (the "never worse" rule needs it)."""
-
-    latitude: float
-    longitude: float
-    accuracy: int
-    time: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
-            "latitude": self.latitude,
-            "longitude": self.longitude,
-            "accuracy": self.accuracy,
-            "time": self.time.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> GnssPosition | None:
-        """Inverse of `as_dict`; None for anything malformed."""
-        if not isinstance(data, dict):
-            return None
-        when = dt_util.parse_datetime(str(data.get("time")))
-        try:
-            return (
-                cls(float(data["latitude"]), float(data["longitude"]), int(data["accuracy"]), when)
-                if when is not None
-                else None
-            )
-        except (KeyError, TypeError, ValueError):
-            return None

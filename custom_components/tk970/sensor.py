@@ -38,8 +38,8 @@ from .coordinator import (
     TrackerState,
 )
 from .entity import TK970Entity
-from .fallback import POSITION_DETAILS, position_detail
 from .protocol import Protocol
+from .tracking import POSITION_DETAILS, position_detail
 
 PARALLEL_UPDATES = 0
 

@@ -63,9 +63,10 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.timeout(300)
 async def test_script_runs_the_gateway_without_home_assistant(
-    broker: Mosquitto, observer: Observer
+    broker: Mosquitto, observer: Observer, tmp_path: Path
 ) -> None:
-    """scripts/gateway builds its light venv (no Home Assistant), publishes, stops on SIGTERM."""
+    """scripts/gateway builds its light venv (no Home Assistant), publishes, stops on SIGTERM,
+    and leaves what it learned (the report's serving cell) in its data folder."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         str(ROOT / "scripts" / "gateway"),
@@ -79,6 +80,8 @@ async def test_script_runs_the_gateway_without_home_assistant(
         f"{IMEI}=Van",
         "--instance",
         "cli",
+        "--data-dir",
+        str(tmp_path / "data"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "TK970_MQTT_URL": ""},
@@ -98,6 +101,7 @@ async def test_script_runs_the_gateway_without_home_assistant(
             _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     await observer.wait("tk970/_gateway/cli/status", lambda m: m.payload == b"offline")
+    assert (tmp_path / "data" / "learned_positions.json").is_file()
     venv = Path(os.environ.get("TK970_GATEWAY_VENV", ROOT / ".venv-gateway"))
     probe = await asyncio.create_subprocess_exec(
         str(venv / "bin" / "python"), "-c", "import homeassistant", stderr=subprocess.DEVNULL

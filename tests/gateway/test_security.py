@@ -100,7 +100,7 @@ async def _gateway(port: int, *arguments: str) -> Gateway:
     settings = settings_from(
         build_parser().parse_args(
             ["--port", str(free_port()), "--bind", "127.0.0.1", "--instance", "secure",
-             "--allow", IMEI, *arguments]
+             "--allow", IMEI, "--no-learn-positions", *arguments]
         )
     )  # fmt: skip
     settings.mqtt.retry_min = settings.mqtt.retry_max = 0.2

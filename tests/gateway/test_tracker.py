@@ -54,7 +54,8 @@ def test_positions_follow_the_integrations_rules() -> None:
         cells=(Cell(mcc=262, mnc=1, lac=1, cid=2),),
         time=NOW + timedelta(seconds=5),
     )
-    tracker.apply([lbs], IMEI, NOW)
+    # It arrives after its time: a fallback of the same age as the fix shown would lose to it.
+    tracker.apply([lbs], IMEI, NOW + timedelta(seconds=5))
     state = tracker.snapshot()
     assert (state["latitude"], state["gps_accuracy"], state["position_source"]) == (
         52.6,
