@@ -426,11 +426,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             )
         link = self.link
         if link is None:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="not_connected",
-                translation_placeholders={"imei": self.identity},
-            )
+            raise self._not_connected()
         if self._relay_busy:
             raise HomeAssistantError(translation_domain=DOMAIN, translation_key="relay_busy")
         dialect_option = options.get(CONF_RELAY_DIALECT, DIALECT_AUTO)
@@ -446,11 +442,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 link.identity, command, answer_timeout=RELAY_TIMEOUT
             )
         except NotConnectedError as err:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="not_connected",
-                translation_placeholders={"imei": self.identity},
-            ) from err
+            raise self._not_connected() from err
         except CommandTimeoutError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
@@ -497,6 +489,14 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
             self._notify()
             self._schedule_save()
 
+    def _not_connected(self) -> HomeAssistantError:
+        """The error for a command when the tracker has no live session."""
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="not_connected",
+            translation_placeholders={"imei": self.identity},
+        )
+
     # -- other commands (actions and buttons, services.py and button.py) ---------------------
 
     async def async_send_command(self, command: Command) -> CommandOutcome | None:
@@ -509,11 +509,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
         """
         link = self.link
         if link is None:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="not_connected",
-                translation_placeholders={"imei": self.identity},
-            )
+            raise self._not_connected()
         protocol = PROTOCOL_NAMES[link.protocol]
         if not supports(link.protocol, command.kind):
             raise ServiceValidationError(
@@ -526,11 +522,7 @@ class TrackerCoordinator(DataUpdateCoordinator[TrackerState]):
                 link.identity, command, answer_timeout=COMMAND_TIMEOUT
             )
         except NotConnectedError as err:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="not_connected",
-                translation_placeholders={"imei": self.identity},
-            ) from err
+            raise self._not_connected() from err
         except CommandEncodeError as err:
             raise ServiceValidationError(
                 translation_domain=DOMAIN,

@@ -118,6 +118,7 @@ def test_newer_rows_win(tmp_path: Path) -> None:
     estimate = database.resolve(observation(100_000))
     assert estimate is not None
     assert estimate.latitude == float(new[0].split(",")[7])
+    database.close()
 
 
 def test_a_file_that_is_no_export_changes_nothing(tmp_path: Path) -> None:
@@ -131,6 +132,7 @@ def test_a_file_that_is_no_export_changes_nothing(tmp_path: Path) -> None:
     assert database.stats()["cells"] == 10
     with pytest.raises(FileNotFoundError):
         database.import_csv(tmp_path / "missing.csv")
+    database.close()
 
 
 def test_cancel_and_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,6 +154,7 @@ def test_cancel_and_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ImportCancelledError):
         database.import_csv(source, replace=True, progress=stop_soon, cancel=cancel)
     assert database.stats()["cells"] == 1000
+    database.close()
 
 
 def test_no_database_no_file(tmp_path: Path) -> None:

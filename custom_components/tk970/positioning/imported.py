@@ -236,10 +236,14 @@ class CellDatabase:
                 reader = sqlite3.connect(
                     f"{self.path.as_uri()}?mode=ro", uri=True, check_same_thread=False
                 )
+            except sqlite3.Error:
+                return None
+            try:
                 attribution = reader.execute(
                     "SELECT value FROM meta WHERE name = 'attribution'"
                 ).fetchone()
             except sqlite3.Error:
+                reader.close()  # not (yet) a database of ours: never leave the handle open
                 return None
             self._attribution = attribution[0] if attribution else ATTRIBUTION_OPENCELLID
             self._reader = reader
