@@ -53,16 +53,12 @@ CONNECTED_SECONDS = 4.0
 
 
 def _lift_limits() -> None:
-    """Raise the open-file limit to the hard limit, and the listener's connection cap with it.
+    """Raise this process's open-file limit to the hard limit (for the load's many sockets).
 
-    The listener on main caps connections at 1,024; the hardening branch raises the default to
-    5,000 and lifts RLIMIT_NOFILE itself. Until then the benchmark lifts both for its processes.
+    The listener raises its own limit and caps connections at 5,000 (`limits.py`).
     """
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    from custom_components.tk970 import listener  # noqa: PLC0415
-
-    listener.MAX_CONNECTIONS = max(listener.MAX_CONNECTIONS, min(hard - 200, 20_000))
 
 
 # -- the processes under test ---------------------------------------------------------------
