@@ -28,7 +28,7 @@ from simulator import SimulatedTracker
 from simulator.device import TEXT_ANSWERS, UNKNOWN_TEXT_ANSWER
 
 from .common import IMEI, entity_id, find_device, make_entry, wait_for, wait_for_state
-from .test_trackers import entry, make_tracker, port  # noqa: F401 - fixtures
+from .test_trackers import make_tracker  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -83,7 +83,7 @@ async def call(hass: HomeAssistant, service: str, response: bool = False, **data
 )
 async def test_send_command_returns_the_reply(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     protocol: str,
     command: str,
@@ -102,7 +102,7 @@ async def test_send_command_returns_the_reply(
 
 async def test_send_command_gt06_where_moves_the_tracker(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """`WHERE#` answers with the position text, which also moves the map."""
@@ -123,7 +123,7 @@ async def test_send_command_gt06_where_moves_the_tracker(
 )
 async def test_send_command_refused(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     protocol: str,
     key: str,
@@ -144,7 +144,7 @@ async def test_send_command_refused(
 )
 async def test_send_command_no_answer(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     protocol: str,
     command: str,
@@ -161,7 +161,7 @@ async def test_send_command_no_answer(
 
 async def test_send_command_invalid_for_the_family(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """Text the family cannot carry (H02 has no `#` in a command) is the caller's mistake."""
@@ -174,7 +174,7 @@ async def test_send_command_invalid_for_the_family(
 
 async def test_send_command_gps103_cannot_answer(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """GPS103 never answers: the command is sent, and the caller learns there is no reply."""
@@ -188,7 +188,7 @@ async def test_send_command_gps103_cannot_answer(
 
 async def test_unknown_tracker_and_not_connected(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
 ) -> None:
     """A device that is no tracker is the caller's mistake; a silent tracker is not."""
     other = dr.async_get(hass).async_get_or_create(
@@ -211,7 +211,7 @@ async def test_unknown_tracker_and_not_connected(
 
 async def test_tracker_not_loaded(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
 ) -> None:
     """An unloaded tracker's device: a translated validation error."""
     device = device_id(hass)
@@ -225,7 +225,7 @@ async def test_tracker_not_loaded(
 
 async def test_send_command_schema(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
 ) -> None:
     """An empty command or an out-of-range interval never reaches the tracker."""
     with pytest.raises(Exception, match="length"):
@@ -240,7 +240,7 @@ async def test_send_command_schema(
 @pytest.mark.parametrize("protocol", LOCATING)
 async def test_request_position(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     protocol: str,
 ) -> None:
@@ -257,7 +257,7 @@ async def test_request_position(
 
 async def test_request_position_h02_has_none(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """H02 has no position request: a validation error, nothing sent."""
@@ -275,7 +275,7 @@ async def test_request_position_h02_has_none(
 @pytest.mark.parametrize("protocol", ALL_FAMILIES)
 async def test_set_report_interval(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     protocol: str,
 ) -> None:
@@ -287,7 +287,7 @@ async def test_set_report_interval(
 
 async def test_set_report_interval_no_answer(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -307,7 +307,7 @@ async def test_set_report_interval_no_answer(
 )
 async def test_clear_sos(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     protocol: str,
     sent: list[str],
@@ -325,7 +325,7 @@ async def test_clear_sos(
 
 async def test_clear_sos_unanswered_keeps_it_on(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -342,7 +342,7 @@ async def test_clear_sos_unanswered_keeps_it_on(
 
 async def test_clear_sos_while_away(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """The tracker left after its SOS: the alarm is cleared here all the same."""
@@ -362,7 +362,7 @@ async def test_clear_sos_while_away(
 
 async def test_locate_button(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """Unavailable until the tracker connects; a press brings a position."""
@@ -382,7 +382,7 @@ async def test_locate_button(
 
 async def test_locate_button_unavailable_for_h02(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """A connected H02 tracker has no position request: the button stays unavailable, and
@@ -400,7 +400,7 @@ async def test_locate_button_unavailable_for_h02(
 
 async def test_clear_sos_button(
     hass: HomeAssistant,
-    entry: MockConfigEntry,  # noqa: F811
+    entry: MockConfigEntry,
     make_tracker,  # noqa: F811
 ) -> None:
     """Always available; a press clears the SOS and answers a JT808 tracker."""

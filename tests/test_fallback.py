@@ -56,12 +56,6 @@ FAMILIES = ["gt06", "jt808"]
 
 
 @pytest.fixture
-def port() -> int:
-    """A port free for TCP and UDP."""
-    return free_port()
-
-
-@pytest.fixture
 async def provider() -> AsyncIterator[FakeProvider]:
     """A fake geolocation provider on 127.0.0.1."""
     async for fake in serve_provider():

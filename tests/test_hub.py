@@ -20,25 +20,9 @@ from custom_components.tk970.const import DOMAIN, MAX_PENDING_DISCOVERIES
 from custom_components.tk970.hub import HUBS, duplicate_issue_id
 from simulator import SimulatedTracker, frames
 
-from .common import IMEI, entity_id, free_port, make_entry, wait_for, wait_for_state
+from .common import IMEI, entity_id, wait_for, wait_for_state
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-
-@pytest.fixture
-def port() -> int:
-    """A port free for TCP and UDP."""
-    return free_port()
-
-
-@pytest.fixture
-async def entry(hass: HomeAssistant, port: int) -> MockConfigEntry:
-    """The configured tracker (IMEI) on the port, set up."""
-    config_entry = make_entry(IMEI, port)
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
-    await hass.async_block_till_done()
-    return config_entry
 
 
 @pytest.fixture

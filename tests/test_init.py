@@ -26,7 +26,6 @@ from .common import (
     IMEI,
     IMEI_2,
     entity_id,
-    free_port,
     make_entry,
     saved_state,
     wait_for,
@@ -48,12 +47,6 @@ def port_is_free(port: int) -> bool:
             except OSError:
                 return False
     return True
-
-
-@pytest.fixture
-def port() -> int:
-    """A free port."""
-    return free_port()
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from .common import (
     IMEI,
     IMEI_2,
     entity_id,
-    free_port,
     make_entry,
     saved_state,
     wait_for,
@@ -40,22 +39,6 @@ from .common import (
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 type MakeTracker = Callable[..., object]
-
-
-@pytest.fixture
-def port() -> int:
-    """A port free for TCP and UDP."""
-    return free_port()
-
-
-@pytest.fixture
-async def entry(hass: HomeAssistant, port: int) -> MockConfigEntry:
-    """One configured tracker on the test port, set up."""
-    config_entry = make_entry(IMEI, port)
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
-    await hass.async_block_till_done()
-    return config_entry
 
 
 @pytest.fixture

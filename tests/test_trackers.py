@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 import time
 
-from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY, ConfigEntryState
+from homeassistant.config_entries import SOURCE_INTEGRATION_DISCOVERY
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -24,30 +24,13 @@ from custom_components.tk970 import coordinator as coordinator_module
 from custom_components.tk970.const import DOMAIN
 from simulator import SimulatedTracker
 
-from .common import IMEI, IMEI_UNKNOWN, entity_id, free_port, make_entry, wait_for, wait_for_state
+from .common import IMEI, IMEI_UNKNOWN, entity_id, wait_for, wait_for_state
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 FAMILIES = ["jt808", "gt06", "h02", "gps103"]
 #: Families whose relay commands the device confirms.
 CONFIRMING = ["jt808", "gt06", "h02"]
-
-
-@pytest.fixture
-def port() -> int:
-    """A port free for TCP and UDP."""
-    return free_port()
-
-
-@pytest.fixture
-async def entry(hass: HomeAssistant, port: int) -> MockConfigEntry:
-    """One configured tracker ("Van", IMEI) on the test port, set up."""
-    config_entry = make_entry(IMEI, port)
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
-    await hass.async_block_till_done()
-    assert config_entry.state is ConfigEntryState.LOADED
-    return config_entry
 
 
 @pytest.fixture
