@@ -74,6 +74,22 @@ PORT_SELECTOR = NumberSelector(
 )
 
 
+def _whole_number(minimum: int, maximum: int, unit: str) -> vol.All:
+    """A box for a whole number of `unit` between the bounds, stored as an int."""
+    return vol.All(
+        NumberSelector(
+            NumberSelectorConfig(
+                min=minimum,
+                max=maximum,
+                step=1,
+                unit_of_measurement=unit,
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        vol.Coerce(int),
+    )
+
+
 def luhn_ok(digits: str) -> bool:
     """Check an IMEI's Luhn check digit."""
     total = 0
@@ -477,39 +493,15 @@ class TK970OptionsFlow(OptionsFlow):
             {
                 vol.Required(
                     CONF_ALARM_HOLD, default=options.get(CONF_ALARM_HOLD, DEFAULT_ALARM_HOLD)
-                ): vol.All(
-                    NumberSelector(
-                        NumberSelectorConfig(
-                            min=1, max=1440, step=1, unit_of_measurement="min",
-                            mode=NumberSelectorMode.BOX,
-                        )
-                    ),
-                    vol.Coerce(int),
-                ),
+                ): _whole_number(1, 1440, "min"),
                 vol.Required(
                     CONF_OFFLINE_AFTER,
                     default=options.get(CONF_OFFLINE_AFTER, DEFAULT_OFFLINE_AFTER),
-                ): vol.All(
-                    NumberSelector(
-                        NumberSelectorConfig(
-                            min=5, max=1440, step=1, unit_of_measurement="min",
-                            mode=NumberSelectorMode.BOX,
-                        )
-                    ),
-                    vol.Coerce(int),
-                ),
+                ): _whole_number(5, 1440, "min"),
                 vol.Required(
                     CONF_RELAY_MAX_SPEED,
                     default=options.get(CONF_RELAY_MAX_SPEED, DEFAULT_RELAY_MAX_SPEED),
-                ): vol.All(
-                    NumberSelector(
-                        NumberSelectorConfig(
-                            min=0, max=250, step=1, unit_of_measurement="km/h",
-                            mode=NumberSelectorMode.BOX,
-                        )
-                    ),
-                    vol.Coerce(int),
-                ),
+                ): _whole_number(0, 250, "km/h"),
                 vol.Required(
                     CONF_RELAY_DIALECT, default=options.get(CONF_RELAY_DIALECT, DIALECT_AUTO)
                 ): SelectSelector(
