@@ -74,8 +74,11 @@ PORT_SELECTOR = NumberSelector(
 )
 
 
-def _whole_number(minimum: int, maximum: int, unit: str) -> vol.All:
-    """A box for a whole number of `unit` between the bounds, stored as an int."""
+def _whole_number(minimum: int, maximum: int, unit: str) -> Any:
+    """A box for a whole number of `unit` between the bounds, stored as an int.
+
+    Typed Any: `vol.All` is a plain class on older releases and generic on the newest.
+    """
     return vol.All(
         NumberSelector(
             NumberSelectorConfig(
