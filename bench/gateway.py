@@ -10,7 +10,10 @@ In one run, on one broker, each in its own process (the load generator in anothe
 
 Each tracker is a TCP connection sending JT808 location reports in a closed loop: the next one
 as soon as the previous one was acknowledged (the gateway acknowledges a report only once it
-took it for publishing). Reports/s is counted twice: acknowledged at the trackers, and
+took it for publishing; a report it had no room for is sent again after 2 s, as trackers
+retransmit). The paced phases send one report per tracker every `--interval` seconds instead.
+The trackers time each report from its first send to its acknowledgement (p50, p99 over the
+window). Reports/s is counted twice: acknowledged at the trackers, and
 published (publications the broker confirmed, from the gateways' own counters, read on their
 stats topics): the second is the throughput, the first also fills the buffer.
 Memory per tracker is the growth of the gateway process's resident set from idle to all
@@ -50,6 +53,11 @@ FIRST_IMEI = "359586015800000"
 HOLD_SECONDS = 15.0
 #: Every tracker connected and known to the gateway, nothing else happening: memory is read.
 CONNECTED_SECONDS = 4.0
+#: Loopback addresses the trackers connect from (127.0.0.2 and up): a real fleet comes from many
+#: addresses, and the listener holds at most 128 unidentified connections per address.
+SOURCES = 16
+#: A simulated tracker sends its report again after this long without an acknowledgement.
+RETRANSMIT_SECONDS = 2.0
 
 
 def _lift_limits() -> None:
@@ -107,19 +115,55 @@ def serve(role: str, port: int, broker_port: int, instance: str) -> None:
 # -- the load generator (another process) ---------------------------------------------------
 
 
+class _Counts:
+    """What the trackers of one load process saw."""
+
+    def __init__(self) -> None:
+        self.acked = 0  #: reports acknowledged in the window's loop
+        self.connected = 0  #: trackers whose first report was acknowledged
+        self.retransmitted = 0  #: reports sent again for want of an acknowledgement
+        self.measuring = False  #: inside the measuring window: latencies are kept
+        self.latencies: list[float] = []  #: seconds from a report's first send to its ack
+
+
+async def _acknowledged(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, report: bytes, counts: _Counts
+) -> bool:
+    """Wait for one acknowledgement (7E ... 7E), sending the report again when none comes.
+
+    Real trackers retransmit an unacknowledged report (the gateway does not acknowledge one it
+    has no room for); a tracker that waited forever would leave the loop for good.
+    """
+    flags = 0
+    while flags < 2:
+        try:
+            data = await asyncio.wait_for(reader.read(256), RETRANSMIT_SECONDS)
+        except TimeoutError:
+            writer.write(report)
+            counts.retransmitted += 1
+            continue
+        if not data:
+            return False
+        flags += data.count(0x7E)
+    return True
+
+
 async def _tracker(
+    source: str,
     port: int,
     terminal: str,
     start: asyncio.Event,
     stop: asyncio.Event,
-    counts: list[int],
+    counts: _Counts,
     interval: float,
 ) -> None:
     fix = frames.Fix(time=datetime.now(UTC), latitude=52.52, longitude=13.405, speed_kmh=30.0)
     report = frames.jt808_location(terminal, 1, fix, timedelta(hours=8))
     for _ in range(50):
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(source, 0)
+            )
             break
         except OSError:
             await asyncio.sleep(0.2)
@@ -127,13 +171,9 @@ async def _tracker(
         return
     try:
         writer.write(report)  # one report: the gateway now holds this tracker
-        flags = 0
-        while flags < 2:
-            data = await reader.read(256)
-            if not data:
-                return
-            flags += data.count(0x7E)
-        counts[1] += 1
+        if not await _acknowledged(reader, writer, report, counts):
+            return
+        counts.connected += 1
         await start.wait()
         loop = asyncio.get_running_loop()
         if interval:
@@ -141,13 +181,11 @@ async def _tracker(
         while not stop.is_set():
             sent = loop.time()
             writer.write(report)
-            flags = 0
-            while flags < 2:  # one acknowledgement: 7E ... 7E
-                data = await reader.read(256)
-                if not data:
-                    return
-                flags += data.count(0x7E)
-            counts[0] += 1
+            if not await _acknowledged(reader, writer, report, counts):
+                return
+            counts.acked += 1
+            if counts.measuring:
+                counts.latencies.append(loop.time() - sent)
             if interval:
                 await asyncio.sleep(max(0.0, interval - (loop.time() - sent)))
         await asyncio.sleep(HOLD_SECONDS)
@@ -159,35 +197,48 @@ async def _tracker(
 
 async def _load(
     ports: list[int], count: int, warmup: float, seconds: float, interval: float
-) -> dict[str, float]:
+) -> dict[str, float | str | int]:
     start, stop = asyncio.Event(), asyncio.Event()
-    counts = [0, 0]  # reports acknowledged in the closed loop, trackers connected
+    counts = _Counts()
     terminals = [imei[-11:].rjust(12, "0") for imei in imeis(FIRST_IMEI, count)]
     tasks = []
     for index, terminal in enumerate(terminals):
-        port = ports[index % len(ports)]
-        tasks.append(asyncio.create_task(_tracker(port, terminal, start, stop, counts, interval)))
+        port, source = ports[index % len(ports)], f"127.0.0.{2 + index % SOURCES}"
+        tasks.append(
+            asyncio.create_task(_tracker(source, port, terminal, start, stop, counts, interval))
+        )
         if index % 200 == 199:
             await asyncio.sleep(0.05)  # a connection storm is another test (listener hardening)
     for _ in range(600):
-        if counts[1] >= count:
+        if counts.connected >= count:
             break
         await asyncio.sleep(0.1)
-    print(json.dumps({"connected": counts[1]}), flush=True)
+    print(json.dumps({"connected": counts.connected}), flush=True)
     await asyncio.sleep(CONNECTED_SECONDS)  # the benchmark reads the memory now
     start.set()
     await asyncio.sleep(warmup)
-    begin_count, begin = counts[0], time.perf_counter()
+    begin_count, begin_retransmitted = counts.acked, counts.retransmitted
+    begin = time.perf_counter()
+    counts.measuring = True
     print(json.dumps({"window": "start"}), flush=True)
     await asyncio.sleep(seconds)
-    acked, elapsed = counts[0] - begin_count, time.perf_counter() - begin
+    counts.measuring = False
+    acked, elapsed = counts.acked - begin_count, time.perf_counter() - begin
     stop.set()  # the trackers stay connected, silent, while the benchmark reads the memory
-    print(json.dumps({"window": "end", "acked_per_s": acked / elapsed}), flush=True)
+    latencies = sorted(counts.latencies) or [float("nan")]
+    result: dict[str, float | str | int] = {
+        "window": "end",
+        "acked_per_s": acked / elapsed,
+        "retransmitted": counts.retransmitted - begin_retransmitted,
+        "ack_p50_ms": 1000 * latencies[len(latencies) // 2],
+        "ack_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+    print(json.dumps(result), flush=True)
     await asyncio.sleep(HOLD_SECONDS)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"acked_per_s": acked / elapsed}
+    return result
 
 
 def load(ports: list[int], count: int, warmup: float, seconds: float, interval: float) -> None:
@@ -235,8 +286,10 @@ async def _wait_port(port: int) -> None:
 class StatsReader:
     """Reads the gateways' own counters: publications the broker confirmed, reports buffered."""
 
-    def __init__(self, broker_port: int) -> None:
+    def __init__(self, broker_port: int, instances: list[str]) -> None:
         self.port = broker_port
+        #: this phase's instances: an earlier phase's gateways left their stats retained
+        self.topics = {f"tk970/_gateway/{instance}/stats" for instance in instances}
         self.stats: dict[str, dict[str, int]] = {}
         self.ready = asyncio.Event()
         self.task = asyncio.create_task(self._run())
@@ -256,7 +309,7 @@ class StatsReader:
             await client.subscribe("tk970/_gateway/+/stats", qos=0)
             self.ready.set()
             async for message in client.messages:
-                if isinstance(message.payload, bytes):
+                if isinstance(message.payload, bytes) and str(message.topic) in self.topics:
                     self.stats[str(message.topic)] = json.loads(message.payload)
 
     async def close(self) -> None:
@@ -278,11 +331,12 @@ async def _phase(
     from tests.common import free_port  # noqa: PLC0415 - the children need none of this
 
     ports = [free_port() for _ in range(instances)]
+    names = [f"bench{index}" for index in range(instances)] if role == "gateway" else []
     servers = [
         await _child("--serve", role, str(port), str(broker.port), f"bench{index}")
         for index, port in enumerate(ports)
     ]
-    counter = StatsReader(broker.port)
+    counter = StatsReader(broker.port, names)
     try:
         for port in ports:
             await _wait_port(port)
@@ -330,11 +384,15 @@ async def _phase(
         "kib_per_tracker": (held - idle) / connected,
         "rss_mib": busy / 1024,
         "buffered": buffered,
+        "retransmitted": line["retransmitted"],
+        "ack_p50_ms": line["ack_p50_ms"],
+        "ack_p99_ms": line["ack_p99_ms"],
     }
     print(
         f"  {label:<34} {result['acked_per_s']:>9.0f} acked/s  {published:>9.0f} published/s  "
         f"{result['kib_per_tracker']:>6.1f} KiB/tracker  RSS {result['rss_mib']:.0f} MiB  "
-        f"CPU {cpu:.0%}  ({buffered} still buffered)",
+        f"CPU {cpu:.0%}  ack p50 {line['ack_p50_ms']:.1f} ms p99 {line['ack_p99_ms']:.1f} ms  "
+        f"({line['retransmitted']} retransmitted, {buffered} still buffered)",
         flush=True,
     )
     return result
@@ -367,9 +425,9 @@ async def bench(args: argparse.Namespace) -> None:
     print(
         "\n| phase | trackers | load | reports/s acknowledged | reports/s published "
         "| throughput vs listener alone | CPU (% of a core) | CPU per report vs listener alone "
-        "| KiB per tracker |"
+        "| ack p50 / p99 (ms) | retransmitted | KiB per tracker |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     baseline: dict[tuple[int, float], dict[str, float | str | int]] = {}
     for result in results:
         key = (int(result["trackers"]), float(result["interval"]))
@@ -385,7 +443,8 @@ async def bench(args: argparse.Namespace) -> None:
             f"| {name} | {key[0]} | {str(result['label']).rsplit(', ', 1)[1]} | {acked:.0f} | "
             f"{published:.0f} | {rate / float(base['acked_per_s']):.2f}x | "
             f"{float(result['cpu']):.0%} | {per_report / base_per_report:.1f}x | "
-            f"{float(result['kib_per_tracker']):.1f} |"
+            f"{float(result['ack_p50_ms']):.1f} / {float(result['ack_p99_ms']):.1f} | "
+            f"{result['retransmitted']} | {float(result['kib_per_tracker']):.1f} |"
         )
 
 
