@@ -198,8 +198,13 @@ class Broker:
             max_inflight_messages=WINDOW,
             timeout=PUBLISH_TIMEOUT,
         )
-        # aiomqtt warns from 10 unconfirmed publications on; a window of them is the design.
-        client.pending_calls_threshold = 2 * WINDOW
+        # aiomqtt warns from 10 unconfirmed calls on, counting subscriptions with publications:
+        # a window of publications is the design, and thousands of trackers connecting at once
+        # make a subscription call per loop turn until the broker answers (bench/gateway.py
+        # logged hundreds of warnings at 5,000 trackers). Both are bounded here (the window;
+        # one call per turn, each failing the connection after PUBLISH_TIMEOUT), so the
+        # warning would only ever report a reconnect storm.
+        client.pending_calls_threshold = 1 << 30
         async with client:
             if self._failures:
                 _LOGGER.warning("MQTT broker %s:%s reachable again", settings.host, settings.port)
