@@ -423,7 +423,7 @@ async def bench(args: argparse.Namespace) -> None:
         finally:
             await broker.stop()
     print(
-        "\n| phase | trackers | load | reports/s acknowledged | reports/s published "
+        "\n| phase | trackers | load | reports/s acknowledged | publications/s confirmed "
         "| throughput vs listener alone | CPU (% of a core) | CPU per report vs listener alone "
         "| ack p50 / p99 (ms) | retransmitted | KiB per tracker |"
     )
