@@ -14,8 +14,11 @@ switch also needs the tracker's own connection, since a command can only go over
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from custom_components.tk970 import tracking
 from custom_components.tk970.const import MANUFACTURER
 from custom_components.tk970.protocol import Alarm, Protocol
 from custom_components.tk970.tracking import POSITION_DETAILS
@@ -73,6 +76,31 @@ def _sensor(
     if unit is not None:
         config["unit_of_measurement"] = unit
     config.update(extra)
+    return key, config
+
+
+def _state_names() -> dict[str, dict[str, str]]:
+    """The integration's English names of enum sensor states, by its translation key.
+
+    MQTT entities have no translations: Home Assistant shows an enum sensor's state as sent, so
+    the gateway sends the names the integration's sensors show (its `translations/en.json`).
+    """
+    path = Path(tracking.__file__).parent / "translations" / "en.json"
+    sensors = json.loads(path.read_text(encoding="utf-8"))["entity"]["sensor"]
+    return {key: sensor["state"] for key, sensor in sensors.items() if "state" in sensor}
+
+
+def _enum(
+    key: str, name: str, translation_key: str, options: list[str], **extra: Any
+) -> tuple[str, dict[str, Any]]:
+    """An enum sensor showing each state's name; the state JSON keeps the raw value."""
+    names = _state_names()[translation_key]
+    labels = {option: names.get(option, option) for option in options}
+    key, config = _sensor(key, name, device_class="enum", options=list(labels.values()), **extra)
+    config["value_template"] = (
+        f"{{% set names = {json.dumps(labels)} %}}"
+        f"{{{{ names.get(value_json.{key}, '') if value_json.{key} is defined else '' }}}}"
+    )
     return key, config
 
 
@@ -138,19 +166,19 @@ def _sensors() -> list[tuple[str, dict[str, Any]]]:
             "signal", "Signal strength", unit="%", icon="mdi:signal", **measurement, **diagnostic
         ),
         _sensor("last_seen", "Last seen", device_class="timestamp", **diagnostic),
-        _sensor(
+        _enum(
             "position_detail",
             "Position source",
-            device_class="enum",
-            options=POSITION_DETAILS,
+            "position_source",
+            list(POSITION_DETAILS),
             icon="mdi:crosshairs-gps",
             **diagnostic,
         ),
-        _sensor(
+        _enum(
             "protocol",
             "Protocol",
-            device_class="enum",
-            options=[protocol.value for protocol in Protocol],
+            "protocol",
+            [protocol.value for protocol in Protocol],
             icon="mdi:protocol",
             **diagnostic,
         ),

@@ -75,6 +75,12 @@ async def test_home_assistant_sees_the_tracker(
         assert device.model == "TK970 (GT06)"
         assert device.serial_number == IMEI
 
+        # Enum states by the names the integration shows (MQTT entities have no translations).
+        source = _entity(hass, "sensor", f"tk970_{IMEI}_position_detail")
+        await wait_for_state(hass, source, lambda s: s.state == "GPS", within=30)
+        protocol = _entity(hass, "sensor", f"tk970_{IMEI}_protocol")
+        await wait_for_state(hass, protocol, lambda s: s.state == "GT06", within=30)
+
         sos = _entity(hass, "binary_sensor", f"tk970_{IMEI}_sos")
         await wait_for_state(hass, sos, lambda s: s.state == STATE_OFF, within=30)
         await tracker.sos()
