@@ -14,6 +14,7 @@ switch also needs the tracker's own connection, since a command can only go over
 
 from __future__ import annotations
 
+from functools import cache
 import json
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,13 @@ def _sensor(
     return key, config
 
 
+@cache
 def _state_names() -> dict[str, dict[str, str]]:
     """The integration's English names of enum sensor states, by its translation key.
 
     MQTT entities have no translations: Home Assistant shows an enum sensor's state as sent, so
     the gateway sends the names the integration's sensors show (its `translations/en.json`).
+    Read once: every tracker's discovery payload needs them.
     """
     path = Path(tracking.__file__).parent / "translations" / "en.json"
     sensors = json.loads(path.read_text(encoding="utf-8"))["entity"]["sensor"]
