@@ -57,9 +57,13 @@ _TRACKER_ATTRIBUTES = (
 )
 
 
-def _value(key: str) -> str:
-    """A template for one state value; empty (ignored by HA) while it is unknown."""
-    return f"{{{{ value_json.{key} if value_json.{key} is defined else '' }}}}"
+def _value(key: str, unknown: str = "") -> str:
+    """A template for one state value, `unknown` while the value has never been known.
+
+    Empty suits numbers (HA ignores it and keeps what it shows); an enum or timestamp sensor
+    warns about an empty state on every publication, so those get `None`, HA's "unknown".
+    """
+    return f"{{{{ value_json.{key} if value_json.{key} is defined else '{unknown}' }}}}"
 
 
 def _on_off(key: str) -> str:
@@ -70,10 +74,18 @@ def _on_off(key: str) -> str:
     )
 
 
+#: What HA's MQTT sensor takes as "unknown" (`PAYLOAD_NONE`).
+_UNKNOWN = "None"
+
+
 def _sensor(
-    key: str, name: str, *, unit: str | None = None, **extra: Any
+    key: str, name: str, *, unit: str | None = None, unknown: str = "", **extra: Any
 ) -> tuple[str, dict[str, Any]]:
-    config: dict[str, Any] = {"platform": "sensor", "name": name, "value_template": _value(key)}
+    config: dict[str, Any] = {
+        "platform": "sensor",
+        "name": name,
+        "value_template": _value(key, unknown),
+    }
     if unit is not None:
         config["unit_of_measurement"] = unit
     config.update(extra)
@@ -102,7 +114,8 @@ def _enum(
     key, config = _sensor(key, name, device_class="enum", options=list(labels.values()), **extra)
     config["value_template"] = (
         f"{{% set names = {json.dumps(labels)} %}}"
-        f"{{{{ names.get(value_json.{key}, '') if value_json.{key} is defined else '' }}}}"
+        f"{{{{ names.get(value_json.{key}, '{_UNKNOWN}') "
+        f"if value_json.{key} is defined else '{_UNKNOWN}' }}}}"
     )
     return key, config
 
@@ -168,7 +181,7 @@ def _sensors() -> list[tuple[str, dict[str, Any]]]:
         _sensor(
             "signal", "Signal strength", unit="%", icon="mdi:signal", **measurement, **diagnostic
         ),
-        _sensor("last_seen", "Last seen", device_class="timestamp", **diagnostic),
+        _sensor("last_seen", "Last seen", device_class="timestamp", unknown=_UNKNOWN, **diagnostic),
         _enum(
             "position_detail",
             "Position source",

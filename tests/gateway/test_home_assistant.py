@@ -3,10 +3,11 @@ simulated tracker. The tracker appears on the map, its alarms and relay work fro
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
@@ -27,7 +28,11 @@ def _entity(hass: HomeAssistant, platform: str, unique_id: str) -> str:
 
 @pytest.mark.timeout(180)
 async def test_home_assistant_sees_the_tracker(
-    hass: HomeAssistant, broker: Mosquitto, gateways: Any, tmp_path: Path
+    hass: HomeAssistant,
+    broker: Mosquitto,
+    gateways: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A plain HA with the MQTT integration shows the device; SOS and the relay work."""
     # The MQTT integration reads configuration.yaml: give the test HA an empty one.
@@ -36,7 +41,6 @@ async def test_home_assistant_sees_the_tracker(
     gateway = await gateways("home", allow={IMEI: "Van"})
     tracker = SimulatedTracker(IMEI, protocol="gt06", port=gateway.settings.port)
     await tracker.connect()
-    await tracker.login()
     entry = MockConfigEntry(
         domain="mqtt",
         data={"broker": "127.0.0.1", "port": broker.port},
@@ -45,8 +49,10 @@ async def test_home_assistant_sees_the_tracker(
     )
     entry.add_to_hass(hass)
     try:
-        await tracker.report(latitude=52.5163, longitude=13.3777, speed_kmh=0.0)
         assert await hass.config_entries.async_setup(entry.entry_id)
+        # Logged in, no position yet: what is not known yet shows as unknown, and no template
+        # gives HA a state it warns about (an empty enum state or timestamp would).
+        await tracker.login()
         await wait_for(
             lambda: (
                 er.async_get(hass).async_get_entity_id("device_tracker", "mqtt", f"tk970_{IMEI}")
@@ -54,6 +60,12 @@ async def test_home_assistant_sees_the_tracker(
             ),
             within=60,
         )
+        source = _entity(hass, "sensor", f"tk970_{IMEI}_position_detail")
+        protocol = _entity(hass, "sensor", f"tk970_{IMEI}_protocol")
+        await wait_for_state(hass, protocol, lambda s: s.state == "GT06", within=30)
+        assert hass.states.get(source).state == STATE_UNKNOWN  # type: ignore[union-attr]
+
+        await tracker.report(latitude=52.5163, longitude=13.3777, speed_kmh=0.0)
         tracker_id = _entity(hass, "device_tracker", f"tk970_{IMEI}")
         state = await wait_for_state(
             hass, tracker_id, lambda s: s.attributes.get("latitude") == 52.5163, within=60
@@ -76,10 +88,7 @@ async def test_home_assistant_sees_the_tracker(
         assert device.serial_number == IMEI
 
         # Enum states by the names the integration shows (MQTT entities have no translations).
-        source = _entity(hass, "sensor", f"tk970_{IMEI}_position_detail")
         await wait_for_state(hass, source, lambda s: s.state == "GPS", within=30)
-        protocol = _entity(hass, "sensor", f"tk970_{IMEI}_protocol")
-        await wait_for_state(hass, protocol, lambda s: s.state == "GT06", within=30)
 
         sos = _entity(hass, "binary_sensor", f"tk970_{IMEI}_sos")
         await wait_for_state(hass, sos, lambda s: s.state == STATE_OFF, within=30)
@@ -107,6 +116,12 @@ async def test_home_assistant_sees_the_tracker(
         # The relay needs the tracker's connection; the map keeps the last position.
         await wait_for_state(hass, relay, lambda s: s.state == "unavailable", within=30)
         assert hass.states.get(tracker_id).attributes["latitude"] == 52.5163  # type: ignore[union-attr]
+        warned = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.WARNING and r.name.startswith("homeassistant.components.mqtt")
+        ]
+        assert not warned
     finally:
         await tracker.close()
         assert await hass.config_entries.async_unload(entry.entry_id)
