@@ -53,10 +53,15 @@ async def test_home_assistant_sees_the_tracker(
         # Logged in, no position yet: what is not known yet shows as unknown, and no template
         # gives HA a state it warns about (an empty enum state or timestamp would).
         await tracker.login()
+        registry = er.async_get(hass)
         await wait_for(
-            lambda: (
-                er.async_get(hass).async_get_entity_id("device_tracker", "mqtt", f"tk970_{IMEI}")
-                is not None
+            lambda: all(
+                registry.async_get_entity_id(platform, "mqtt", unique_id) is not None
+                for platform, unique_id in (
+                    ("device_tracker", f"tk970_{IMEI}"),
+                    ("sensor", f"tk970_{IMEI}_position_detail"),
+                    ("sensor", f"tk970_{IMEI}_protocol"),
+                )
             ),
             within=60,
         )
