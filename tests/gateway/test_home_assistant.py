@@ -68,7 +68,7 @@ async def test_home_assistant_sees_the_tracker(
         source = _entity(hass, "sensor", f"tk970_{IMEI}_position_detail")
         protocol = _entity(hass, "sensor", f"tk970_{IMEI}_protocol")
         await wait_for_state(hass, protocol, lambda s: s.state == "GT06", within=30)
-        assert hass.states.get(source).state == STATE_UNKNOWN  # type: ignore[union-attr]
+        await wait_for_state(hass, source, lambda s: s.state == STATE_UNKNOWN, within=30)
 
         await tracker.report(latitude=52.5163, longitude=13.3777, speed_kmh=0.0)
         tracker_id = _entity(hass, "device_tracker", f"tk970_{IMEI}")
