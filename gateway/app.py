@@ -432,6 +432,7 @@ class Gateway:
             "buffered": self.outbox.reports,
             "dropped": self.outbox.stats.refused,
             "published": self.outbox.stats.published,
+            "reports_published": self.outbox.stats.reports_published,
             "messages": self.listener.stats.messages,
         }
         # Ahead of any backlog: counters read late are wrong counters.

@@ -36,6 +36,7 @@ class OutboxStats:
     """Counters for the gateway's stats topic and the benchmark."""
 
     published: int = 0  #: confirmed by the broker
+    reports_published: int = 0  #: of those, reports (states and alarms a tracker's report made)
     refused: int = 0  #: reports not accepted because the buffer was full
     resent: int = 0  #: publications sent again after a connection broke
 
@@ -103,6 +104,8 @@ class Outbox:
         """The broker confirmed `publication`: drop it, and every confirmed one before it."""
         publication.done = True
         self.stats.published += 1
+        if publication.report:
+            self.stats.reports_published += 1
         queue = self._queue
         while queue and queue[0].done and self._sent:
             head = queue.popleft()

@@ -66,6 +66,7 @@ def test_no_accepted_report_is_lost_and_order_holds(operations: list[str], capac
     while (publication := outbox.next_unsent()) is not None:
         outbox.confirmed(publication)
     assert all(publication.done for publication in accepted)
+    assert outbox.stats.reports_published == len(accepted)  # each one confirmed once
     assert len(outbox) == 0
     assert outbox.reports == 0
 
