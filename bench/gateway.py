@@ -145,23 +145,15 @@ class _Link:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counts: _Counts
     ) -> None:
         self.reader, self.writer, self.counts = reader, writer, counts
-        self.buffer = bytearray()
+        self.buffer = b""
 
     async def send(self, report: bytes, serial: int) -> bool:
         """Send `report`; True once the `0x8001` for `serial` came (re-sent while none does)."""
         self.writer.write(report)
         while True:
-            while self.buffer:
-                if self.buffer[0] != 0x7E:  # not at a frame start: skip to the next flag
-                    start = self.buffer.find(b"\x7e")
-                    del self.buffer[: len(self.buffer) if start < 0 else start]
-                    continue
-                end = self.buffer.find(b"\x7e", 1)
-                if end < 0:
-                    break
-                frame = bytes(self.buffer[: end + 1])
-                del self.buffer[: end + 1]
-                message_id, _, body = frames.jt808_unframe(frame)
+            answers, self.buffer = frames.jt808_split(self.buffer)
+            for answer in answers:
+                message_id, _, body = frames.jt808_unframe(answer)
                 if message_id == 0x8001 and int.from_bytes(body[:2]) == serial:
                     return True
             try:

@@ -309,11 +309,9 @@ class SimulatedTracker:
 
     def _split(self) -> list[bytes]:
         """Cut the server's byte stream into messages."""
-        buf, out = self._buffer, []
+        buf, out = self._buffer, list[bytes]()
         if self.protocol == "jt808":
-            while (start := buf.find(b"\x7e")) >= 0 and (end := buf.find(b"\x7e", start + 1)) > 0:
-                out.append(buf[start : end + 1])
-                buf = buf[end + 1 :]
+            out, buf = frames.jt808_split(buf)
         elif self.protocol == "gt06":
             while len(buf) >= 5 and buf[:2] in (b"\x78\x78", b"\x79\x79"):
                 size = buf[2] + 5 if buf[0] == 0x78 else int.from_bytes(buf[2:4], "big") + 6

@@ -200,6 +200,15 @@ def jt808_text_response(terminal: str, serial: int, reply_serial: int, text: str
     )
 
 
+def jt808_split(stream: bytes) -> tuple[list[bytes], bytes]:
+    """Cut the whole `7E ... 7E` frames off a platform byte stream: (frames, the rest to keep)."""
+    out: list[bytes] = []
+    while (start := stream.find(b"\x7e")) >= 0 and (end := stream.find(b"\x7e", start + 1)) > 0:
+        out.append(stream[start : end + 1])
+        stream = stream[end + 1 :]
+    return out, stream
+
+
 def jt808_unframe(frame: bytes) -> tuple[int, int, bytes]:
     """Read a platform message: (message id, serial, body)."""
     plain = frame.strip(b"\x7e").replace(b"\x7d\x02", b"\x7e").replace(b"\x7d\x01", b"\x7d")
